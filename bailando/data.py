@@ -657,11 +657,13 @@ def make_dataset(root, # folder to write (AIST++ layout)
     import soundfile as sf
     from tqdm.auto import tqdm
     root = Path(root); meta_path = root/'dataset.json'; params = dict(seed=seed, size=size, version=GENERATOR_VERSION)
-    if not force and meta_path.exists() and json.loads(meta_path.read_text()).get('params') == params: return root
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if not force and meta.get('params') == params and meta.get('complete', True): return root
     if meta_path.exists():                                                            # ours: clear it, then rebuild
         meta_path.unlink()
         for f in [*root.glob('motions/*.pkl'), *root.glob('wav/*.wav')]: f.unlink()
     elif (root/'motions').exists(): raise FileExistsError(f'{root}: holds motions/ but no dataset.json: not an embedded data set, refusing to overwrite')
+    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(dict(params=params, complete=False))))  # ours, even if killed
     rng = np.random.default_rng(seed); plan = _plan(size, rng)
     splits, ignore, beats, d = {'train': [], 'val': [], 'test': []}, [], {}, 0
     for g, mid, bpm, sec, nd, split in tqdm(plan, desc='embedded data set', disable=not progress):
@@ -680,7 +682,7 @@ def make_dataset(root, # folder to write (AIST++ layout)
             if c == nd: ignore.append(name)
     for k, v in splits.items(): atomic_write(root/'splits'/f'crossmodal_{k}.txt', lambda tmp: Path(tmp).write_text('\n'.join(v)))
     atomic_write(root/'ignore_list.txt', lambda tmp: Path(tmp).write_text('\n'.join(ignore)))
-    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(dict(params=params, music=beats), indent=1)))
+    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(dict(params=params, complete=True, music=beats), indent=1)))
     return root
 
 # %% ../nbs/00_data.ipynb #9a6f5f8a
@@ -700,14 +702,14 @@ def beat_hit_rate(joints, # (N, 24, 3)
     return float(np.mean(np.abs(kb[:, None] - mb[None]).min(1) <= tol))
 
 # %% ../nbs/00_data.ipynb #2da98c67
-def prepare_data(root, # data root (AIST++ layout); made if it is the embedded one and missing
+def prepare_data(root, # data root (AIST++ layout); the embedded set is made here when the folder does not exist yet
                  out_dir, # run folder: data.json goes here
                  size:str='tiny', seed:int=0, # for making the embedded data set
                  workers:int=0, strict:bool=False, progress:bool=True,
                 ) -> dict:
     "Make (if embedded) and preprocess the data set at `root`; write and return `out_dir/data.json`'s content."
     root = Path(root)
-    embedded = not (root/'motions').exists() or (root/'dataset.json').exists()
+    embedded = not root.exists() or (root/'dataset.json').exists()   # never write into a folder we did not make
     if embedded: make_dataset(root, seed=seed, size=size, progress=progress)
     info = dict(data_root=str(root.resolve()), embedded=embedded, size=size if embedded else 'aistpp', seed=seed, splits={}, seconds={})
     for split in ('train', 'test'):
