@@ -206,7 +206,7 @@ def _shift(batch, dev):
     return (up[:, :-1], down[:, :-1], music[:, 1:].float()), (up[:, 1:], down[:, 1:])
 
 def gpt_loss(model, batch) -> tuple[torch.Tensor, dict]:
-    "Loss for `bailando.train.fit`: CE(upper) + CE(lower), with both parts and the accuracy as floats."
+    "Loss for `bailando.vqvae.fit`: CE(upper) + CE(lower), with both parts and the accuracy as floats."
     inputs, targets = _shift(batch, next(model.parameters()).device)
     (lu, ld), loss = model(*inputs, targets=targets)
     with torch.no_grad():

@@ -398,7 +398,7 @@ ROW_NAMES = {'random_codes': 'random codes', 'gpt': 'GPT (before actor-critic)',
 def generate_dances(run, # run folder with checkpoints/
                     root, names:list, # data root and the test sequences whose music is danced to
                     seed:int=0, device='auto') -> list[str]:
-    "Write dances/<row>/<seq>.npy for every available model of the run (and dances/<seq>.npy for the last); returns the rows."
+    "Write `dances/<row>/<seq>.npy` for every available model of the run (and `dances/<seq>.npy` for the last); returns the rows."
     from bailando import data as bd
     run, ck, made = Path(run), Path(run) / 'checkpoints', []
     if not (ck / 'vqvae_root.pt').exists(): return made

@@ -356,8 +356,9 @@ def _dfs(j=0):
     for c in _children(j): yield from _dfs(c)
 
 # %% ../nbs/05_render.ipynb #076fafae
-def forward_kinematics(local, root, offsets=SMPL_OFFSETS) -> np.ndarray:
-    "Joint positions `(T, 24, 3)` from local rotations `(T, 24, 3, 3)`, root positions `(T, 3)` and bone offsets `(24, 3)` (BVH semantics)."
+def forward_kinematics(local, root, offsets=None) -> np.ndarray:
+    "Joint positions `(T, 24, 3)` from local rotations `(T, 24, 3, 3)`, root positions `(T, 3)` and bone offsets `(24, 3)` (default: SMPL's) (BVH semantics)."
+    offsets = SMPL_OFFSETS if offsets is None else offsets
     local, root, offsets = np.asarray(local, np.float64), np.asarray(root, np.float64), np.asarray(offsets, np.float64)
     G = np.empty_like(local); P = np.empty(local.shape[:2] + (3,))        # global rotations, positions
     G[:, 0], P[:, 0] = local[:, 0], root
