@@ -686,18 +686,12 @@ def make_dataset(root, # folder to write (AIST++ layout)
     return root
 
 # %% ../nbs/00_data.ipynb #9a6f5f8a
-def _kinematic_beats(joints) -> np.ndarray:
-    "Frames where the mean joint speed (Gaussian-smoothed, sigma 5) has a local minimum."
-    from scipy.ndimage import gaussian_filter1d
-    from scipy.signal import argrelextrema
-    speed = np.linalg.norm(np.diff(joints, axis=0), axis=-1).mean(1)                 # (N-1,)
-    return argrelextrema(gaussian_filter1d(speed, 5), np.less)[0]
-
 def beat_hit_rate(joints, # (N, 24, 3)
                   music, # (N, 438) 60 fps features
                   tol:int=2) -> float:
-    "Fraction of kinematic beats within `tol` frames of a music beat."
-    kb, mb = _kinematic_beats(joints), beat_frames(music)
+    "Fraction of kinematic beats (as `bailando.metrics.motion_beats` finds them) within `tol` frames of a music beat."
+    from bailando.metrics import motion_beats
+    kb, mb = motion_beats(joints), beat_frames(music)
     if len(kb) == 0 or len(mb) == 0: return 0.0
     return float(np.mean(np.abs(kb[:, None] - mb[None]).min(1) <= tol))
 

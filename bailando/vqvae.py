@@ -11,14 +11,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 import torch.distributed as dist
-from .data import atomic_write, pick_device
+from .data import atomic_write, pick_device, split_halves, merge_halves
 
 # %% auto #0
-__all__ = ['PRESETS', 'UP_JOINTS', 'DOWN_JOINTS', 'vqvae_config', 'halves', 'join_halves', 'zero_root', 'root_vel',
-           'integrate_root', 'ResBlock', 'res_stack', 'encoder', 'decoder', 'EMAQuantiser', 'motion_l1', 'HalfVQVAE',
-           'SepVQVAE', 'n_params', 'read_checkpoint', 'same_arch', 'load_vqvae', 'rng_state', 'set_rng_state',
-           'to_device', 'read_log', 'fit', 'vqvae_loss', 'root_loss', 'codebook_log', 'motion_windows', 'train_vqvae',
-           'reconstruct', 'evaluate_vqvae', 'draw_pose']
+__all__ = ['PRESETS', 'vqvae_config', 'zero_root', 'root_vel', 'integrate_root', 'ResBlock', 'res_stack', 'encoder', 'decoder',
+           'EMAQuantiser', 'motion_l1', 'HalfVQVAE', 'SepVQVAE', 'n_params', 'read_checkpoint', 'same_arch',
+           'load_vqvae', 'rng_state', 'set_rng_state', 'to_device', 'read_log', 'fit', 'vqvae_loss', 'root_loss',
+           'codebook_log', 'motion_windows', 'train_vqvae', 'reconstruct', 'evaluate_vqvae', 'draw_pose']
 
 # %% ../nbs/01_vqvae.ipynb #cafb3688
 _MODEL_KEYS = ('width', 'depth', 'emb', 'n_codes', 'downs', 'growth')
@@ -45,20 +44,7 @@ def vqvae_config(preset:str='paper', # 'paper', 'cpu' or 'tiny'
     return cfg
 
 # %% ../nbs/01_vqvae.ipynb #70051c44
-UP_JOINTS = [3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]  # the original's smpl_up (== bailando.data.UPPER_JOINTS)
-DOWN_JOINTS = [0, 1, 2, 4, 5, 7, 8, 10, 11]                             # smpl_down, the root first
-_UP = [3 * j + c for j in UP_JOINTS for c in range(3)]
-_DOWN = [3 * j + c for j in DOWN_JOINTS for c in range(3)]
-
-def halves(x72): # (..., 72) Bailando poses
-    "Split poses into (upper (..., 45), lower (..., 27)) channels."
-    return x72[..., _UP], x72[..., _DOWN]
-
-def join_halves(up, down): # (..., 45), (..., 27)
-    "The inverse of `halves`."
-    x = up.new_zeros(*up.shape[:-1], 72)
-    x[..., _UP] = up; x[..., _DOWN] = down
-    return x
+_UP_CH, _DOWN_CH = 45, 27   # channels of each half: bailando.data.split_halves / merge_halves do the split
 
 def zero_root(x72):
     "A copy of the poses with the root's position set to zero."
@@ -226,7 +212,7 @@ class SepVQVAE(nn.Module):
     def __init__(self, cfg:dict):
         super().__init__()
         self.config = dict(cfg)
-        self.up, self.down = HalfVQVAE(len(_UP), cfg), HalfVQVAE(len(_DOWN), cfg)
+        self.up, self.down = HalfVQVAE(_UP_CH, cfg), HalfVQVAE(_DOWN_CH, cfg)
         self.root = decoder(3, width=cfg['width'], emb=cfg['emb'], depth=cfg['depth'], downs=cfg['downs'], growth=cfg['growth'])
         self.hop, self.parts = 2 ** cfg['downs'], {}
 
@@ -245,12 +231,12 @@ class SepVQVAE(nn.Module):
     def forward(self, x72, stage:str='vq'): # (B, T, 72)
         "Stage 'vq': (root-zeroed reconstruction (B, T, 72), loss). Stage 'root': (root velocity (B, T, 3), loss)."
         self._check(x72)
-        up, down = halves(zero_root(x72))
+        up, down = split_halves(zero_root(x72))
         if stage == 'root': return self._root_forward(x72, down)
         up_hat, l_up = self.up(up)
         down_hat, l_down = self.down(down)
         self.parts = {f'{k}_{h}': v for h, m in (('up', self.up), ('down', self.down)) for k, v in m.parts.items()}
-        return join_halves(up_hat, down_hat), 0.5 * (l_up + l_down)
+        return merge_halves(up_hat, down_hat), 0.5 * (l_up + l_down)
 
     def _root_forward(self, x72, down):
         with torch.no_grad(): zq, *_ = self.down.quantise(down, update=False)
@@ -263,7 +249,7 @@ class SepVQVAE(nn.Module):
     def encode(self, x72): # (B, T, 72)
         "(codes_up (B, T/8), codes_down (B, T/8)) of poses (the root position is ignored)."
         self._check(x72)
-        up, down = halves(zero_root(x72))
+        up, down = split_halves(zero_root(x72))
         return self.up.quantise(up, update=False)[1], self.down.quantise(down, update=False)[1]
 
     @torch.no_grad()
@@ -271,7 +257,7 @@ class SepVQVAE(nn.Module):
         "Poses (B, T, 72) from codes; the root is the integrated predicted velocity, starting at 0."
         if codes_up.shape != codes_down.shape: raise ValueError(f'code shapes differ: {tuple(codes_up.shape)} vs {tuple(codes_down.shape)}')
         zu, zd = self.up.quantiser.lookup(codes_up), self.down.quantiser.lookup(codes_down)
-        x = join_halves(self.up.decoder(zu).transpose(1, 2), self.down.decoder(zd).transpose(1, 2))  # (B, T, 72)
+        x = merge_halves(self.up.decoder(zu).transpose(1, 2), self.down.decoder(zd).transpose(1, 2))  # (B, T, 72)
         x[..., :3] = integrate_root(self.root(zd).transpose(1, 2))
         return x
 

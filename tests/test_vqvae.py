@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 from bailando.vqvae import (SepVQVAE, EMAQuantiser, vqvae_config, n_params, fit, vqvae_loss, root_loss, codebook_log,
-                            motion_windows, load_vqvae, train_vqvae, _stage_config, evaluate_vqvae, halves, join_halves, read_log)
+                            motion_windows, load_vqvae, train_vqvae, _stage_config, evaluate_vqvae, read_log)
+from bailando.data import split_halves as halves, merge_halves as join_halves
 
 
 @pytest.fixture(autouse=True)
