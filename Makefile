@@ -17,6 +17,8 @@ $(STAMP): setup.py settings.ini
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name bailando --display-name "Python (bailando)" >/dev/null
+	@echo "setup: compiling librosa's kernels once (about a minute on a fresh machine)"
+	$(BIN)/python -c "from bailando.data import warm_up_librosa; warm_up_librosa()"
 	@touch $@
 
 study: $(STAMP)

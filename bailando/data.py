@@ -15,8 +15,8 @@ __all__ = ['SMPL_JOINT_NAMES', 'SMPL_PARENTS', 'SMPL_OFFSETS', 'SMPL_J0', 'UPPER
            'atomic_write', 'atomic_save', 'seed_everything', 'pick_device', 'shared_data', 'rodrigues', 'smpl_joints',
            'to_bailando72', 'from_bailando72', 'split_halves', 'merge_halves', 'root_velocity', 'RefusedPickle',
            'safe_load_pickle', 'load_motion', 'load_joints', 'cache_dir', 'music_features', 'beat_frames', 'genre_of',
-           'music_id_of', 'read_split', 'music_path', 'load_sequences', 'MotionWindows', 'make_dataset',
-           'beat_hit_rate', 'prepare_data']
+           'music_id_of', 'read_split', 'music_path', 'warm_up_librosa', 'load_sequences', 'MotionWindows',
+           'make_dataset', 'beat_hit_rate', 'prepare_data']
 
 # %% ../nbs/00_data.ipynb #23623919
 def _umask() -> int:
@@ -376,12 +376,19 @@ def _features_both(path):
     "60 fps and 7.5 fps features of one music file (a worker task)."
     return music_features(path, 60), music_features(path, 7.5)
 
+# %% ../nbs/00_data.ipynb #56f5da35
+def warm_up_librosa():
+    "Compile (and cache) librosa's numba kernels in this process, at both feature rates, on 8 s of noise."
+    y = np.random.default_rng(0).normal(0, 0.1, 8 * 30720).astype(np.float32)   # 8 s at the 60-fps rate
+    for step in (1, 8): _extract_features(y[::step], 30720 // step)              # 60 fps and 7.5 fps
+
 # %% ../nbs/00_data.ipynb #3d178178
 def _music_table(paths, workers:int, progress:bool) -> dict:
     "Features for every music file: path -> (f60, f7.5) or the exception it raised (parallel when many)."
     from tqdm.auto import tqdm
     out = {}
     if workers > 1 and len(paths) > 4:
+        warm_up_librosa()                                                               # compile once, before forking
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
         import multiprocessing as mp
