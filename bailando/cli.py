@@ -177,15 +177,8 @@ def newest_run(runs:str|Path='runs') -> Path:
 # %% ../nbs/06_study.ipynb #053a1f63
 def check_music(path:str|Path, min_seconds:float=2.0) -> float:
     "Raise a clear error unless `path` is readable, non-silent audio of at least `min_seconds`; returns its duration."
-    import librosa, numpy as np
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'{path}: no such music file')
-    try: y, sr = librosa.load(path, sr=8000, mono=True)
-    except Exception as e: raise ValueError(f'{path}: not readable as audio ({type(e).__name__}: {e})') from None
-    secs = len(y) / sr
-    if secs < min_seconds: raise ValueError(f'{path}: music is {secs:.2f} s long; at least {min_seconds} s is needed')
-    if not np.isfinite(y).all() or np.abs(y).max() < 1e-4: raise ValueError(f'{path}: the audio is silent')
-    return secs
+    from bailando.data import load_audio
+    return len(load_audio(path, sr=8000, min_seconds=min_seconds)) / 8000
 
 # %% ../nbs/06_study.ipynb #93a31648
 def dance_command(args) -> Path:

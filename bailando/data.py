@@ -14,8 +14,8 @@ __all__ = ['SMPL_JOINT_NAMES', 'SMPL_PARENTS', 'SMPL_OFFSETS', 'SMPL_J0', 'UPPER
            'BEAT_COLUMN', 'MUSIC_DIMS', 'MUSIC_EXTS', 'GENRES', 'MUSIC_SR', 'GENERATOR_VERSION', 'FLOOR_CLEARANCE',
            'atomic_write', 'atomic_save', 'seed_everything', 'pick_device', 'shared_data', 'rodrigues', 'smpl_joints',
            'to_bailando72', 'from_bailando72', 'split_halves', 'merge_halves', 'root_velocity', 'RefusedPickle',
-           'safe_load_pickle', 'load_motion', 'load_joints', 'cache_dir', 'music_features', 'beat_frames', 'genre_of',
-           'music_id_of', 'read_split', 'music_path', 'warm_up_librosa', 'load_sequences', 'MotionWindows',
+           'safe_load_pickle', 'load_motion', 'load_joints', 'cache_dir', 'load_audio', 'music_features', 'beat_frames',
+           'genre_of', 'music_id_of', 'read_split', 'music_path', 'warm_up_librosa', 'load_sequences', 'MotionWindows',
            'make_dataset', 'beat_hit_rate', 'prepare_data']
 
 # %% ../nbs/00_data.ipynb #23623919
@@ -170,13 +170,13 @@ def merge_halves(up, down):
     return x
 
 # %% ../nbs/00_data.ipynb #3e9d337e
-def root_velocity(x72) -> np.ndarray:
-    "Root velocity (N, 3): frame t holds root[t+1] - root[t]; the last frame repeats the one before."
-    r = np.asarray(x72)[:, :3]
-    v = np.empty_like(r)
-    v[:-1] = r[1:] - r[:-1]
-    v[-1] = v[-2] if len(r) > 1 else 0
-    return v
+def root_velocity(x72):
+    "Root velocity (..., N, 3) of (..., N, 72) poses, numpy or torch: frame t holds root[t+1] - root[t]; the last frame repeats the one before."
+    r = x72[..., :3]
+    if r.shape[-2] < 2: return r * 0
+    v = r[..., 1:, :] - r[..., :-1, :]                                   # (..., N-1, 3)
+    cat = torch.cat if isinstance(v, torch.Tensor) else np.concatenate
+    return cat([v, v[..., -1:, :]], -2)
 
 # %% ../nbs/00_data.ipynb #015c0c05
 import io, pickle, warnings
@@ -261,14 +261,14 @@ def _file_hash(path) -> str:
     return h.hexdigest()[:20]
 
 # %% ../nbs/00_data.ipynb #16a553a6
-def _load_audio(path, sr:int, seconds:float|None=None) -> np.ndarray:
-    "Mono audio at `sr` (the first `seconds` only, if given), with clear errors for unreadable, too short or silent files."
+def load_audio(path, sr:int, seconds:float|None=None, min_seconds:float=0.5) -> np.ndarray:
+    "Mono audio at `sr` (the first `seconds` only, if given), with clear errors for missing, unreadable, too short or silent files."
     import librosa
     path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f'{path}: music file not found')
+    if not path.is_file(): raise FileNotFoundError(f'{path}: music file not found (no such file)')
     try: y, _ = librosa.load(path, sr=sr, mono=True, duration=seconds)
-    except Exception as e: raise ValueError(f'{path}: unreadable audio ({type(e).__name__}: {e})') from None
-    if len(y) < sr // 2: raise ValueError(f'{path}: audio too short ({len(y)/sr:.2f} s, need at least 0.5 s)')
+    except Exception as e: raise ValueError(f'{path}: unreadable audio (not readable by librosa: {type(e).__name__}: {e})') from None
+    if len(y) < sr * min_seconds: raise ValueError(f'{path}: audio too short ({len(y)/sr:.2f} s, need at least {min_seconds} s)')
     if not np.isfinite(y).all() or np.abs(y).max() < 1e-4: raise ValueError(f'{path}: audio is silent (or not finite)')
     return y
 
@@ -306,7 +306,7 @@ def music_features(path, # audio file librosa can read (wav, ogg, mp3, opus, ...
         except Exception: pass                                                          # broken cache: recompute
     with warnings.catch_warnings():                                                   # pure tones: no tuning to find
         warnings.filterwarnings('ignore', message='Trying to estimate tuning from empty frequency set')
-        feats = _extract_features(_load_audio(path, sr, seconds), sr)
+        feats = _extract_features(load_audio(path, sr, seconds), sr)
     if cache: atomic_write(f, lambda tmp: np.save(open(tmp, 'wb'), feats))
     return feats
 

@@ -13,12 +13,11 @@ from scipy.signal import argrelextrema
 from scipy.spatial.distance import pdist
 
 # %% auto #0
-__all__ = ['FRAME_TIME', 'MAX_FRAMES', 'NORM_EPS', 'PAPER_KEYS', 'SMPL_JOINT_NAMES', 'HUMERUS', 'SHOULDER_W', 'HIP_W',
-           'MANUAL_TIME_PER_FRAME', 'MANUAL_RELATIONS', 'FOOT_JOINTS', 'DEFAULT_CACHE', 'ROW_NAMES', 'check_joints',
-           'kinetic_features', 'manual_features', 'dance_features', 'features', 'normalize', 'fid', 'diversity',
-           'motion_beats', 'music_beats', 'beat_align_score', 'pfc', 'foot_skating', 'content_key',
-           'reference_features', 'reference_from_root', 'evaluate', 'metrics_table', 'save_metrics',
-           'feature_benchmark', 'generate_dances']
+__all__ = ['FRAME_TIME', 'MAX_FRAMES', 'NORM_EPS', 'PAPER_KEYS', 'HUMERUS', 'SHOULDER_W', 'HIP_W', 'MANUAL_TIME_PER_FRAME',
+           'MANUAL_RELATIONS', 'FOOT_JOINTS', 'DEFAULT_CACHE', 'ROW_NAMES', 'check_joints', 'kinetic_features',
+           'manual_features', 'dance_features', 'features', 'normalize', 'fid', 'diversity', 'motion_beats',
+           'music_beats', 'beat_align_score', 'pfc', 'foot_skating', 'content_key', 'reference_features',
+           'reference_from_root', 'evaluate', 'metrics_table', 'save_metrics', 'feature_benchmark', 'generate_dances']
 
 # %% ../nbs/04_metrics.ipynb #0db69b4a
 try: from bailando.data import BEAT_COLUMN  # the 0/1 beat column of the 438-d music features
@@ -79,9 +78,7 @@ def kinetic_features(joints, # (T, 24, 3) joint positions, y up
     return out.reshape(72).astype(np.float32)
 
 # %% ../nbs/04_metrics.ipynb #b711b1bb
-SMPL_JOINT_NAMES = ['root', 'lhip', 'rhip', 'belly', 'lknee', 'rknee', 'spine', 'lankle', 'rankle', 'chest',
-                    'ltoes', 'rtoes', 'neck', 'linshoulder', 'rinshoulder', 'head', 'lshoulder', 'rshoulder',
-                    'lelbow', 'relbow', 'lwrist', 'rwrist', 'lhand', 'rhand']
+from .data import SMPL_JOINT_NAMES   # the joint names the relations refer to
 _VIRTUAL = ['zero', 'y_unit', 'minus_y_unit', 'y_min']      # points the relations use besides the joints
 _J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES + _VIRTUAL)}
 

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 import torch.distributed as dist
-from .data import atomic_write, pick_device, split_halves, merge_halves
+from .data import atomic_write, pick_device, split_halves, merge_halves, root_velocity
 
 # %% auto #0
-__all__ = ['PRESETS', 'vqvae_config', 'zero_root', 'root_vel', 'integrate_root', 'ResBlock', 'res_stack', 'encoder', 'decoder',
+__all__ = ['PRESETS', 'vqvae_config', 'zero_root', 'integrate_root', 'ResBlock', 'res_stack', 'encoder', 'decoder',
            'EMAQuantiser', 'motion_l1', 'HalfVQVAE', 'SepVQVAE', 'n_params', 'read_checkpoint', 'same_arch',
            'load_vqvae', 'rng_state', 'set_rng_state', 'to_device', 'read_log', 'fit', 'vqvae_loss', 'root_loss',
            'codebook_log', 'motion_windows', 'train_vqvae', 'reconstruct', 'evaluate_vqvae', 'draw_pose']
@@ -52,12 +52,6 @@ def zero_root(x72):
     return x
 
 # %% ../nbs/01_vqvae.ipynb #0228d63a
-def root_vel(x72): # (B, T, 72)
-    "Per-frame root displacement (B, T, 3); the last frame repeats the one before."
-    r = x72[..., :3]
-    v = r[:, 1:] - r[:, :-1]                      # (B, T-1, 3)
-    return torch.cat([v, v[:, -1:]], 1)           # (B, T, 3)
-
 def integrate_root(vel): # (B, T, 3)
     "Root positions from velocities, starting at the origin."
     return torch.cat([torch.zeros_like(vel[:, :1]), vel[:, :-1].cumsum(1)], 1)  # (B, T, 3)
@@ -241,7 +235,7 @@ class SepVQVAE(nn.Module):
     def _root_forward(self, x72, down):
         with torch.no_grad(): zq, *_ = self.down.quantise(down, update=False)
         vel = self.root(zq).transpose(1, 2)                              # (B, T, 3)
-        loss, parts = motion_l1(vel.float(), root_vel(x72).float(), vel=self.config['root_acc'], acc=0)
+        loss, parts = motion_l1(vel.float(), root_velocity(x72).float(), vel=self.config['root_acc'], acc=0)
         self.parts = dict(root_rec=parts['rec'], root_vel=parts['vel'])
         return vel, loss
 
