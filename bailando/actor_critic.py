@@ -19,7 +19,12 @@ from .metrics import motion_beats, music_beats, beat_align_score
 __all__ = ['BEAT_REWARD', 'AUDIO_SUFFIXES', 'AC_PRESETS', 'unit_flags', 'beat_reward', 'direction_reward', 'critic_config',
            'Critic', 'prefix_steps', 'state_features', 'actor_loss', 'td_error', 'ac_update', 'ac_optimizer',
            'make_windows', 'piece_reward', 'pieces_from_sequences', 'pieces_from_folder', 'dance_bas', 'rollout',
-           'rollout_windows', 'fine_tune', 'load_actor', 'fine_tuning_pieces']
+           'rollout_windows', 'rollout_ranks', 'fine_tune', 'load_actor', 'fine_tuning_pieces']
+
+# %% ../nbs/03_actor_critic.ipynb #70828976
+import os
+import torch.distributed as dist
+from .vqvae import in_group, world_size, this_rank, is_main, barrier, gather_objects, from_main, rank_device, data_parallel
 
 # %% ../nbs/03_actor_critic.ipynb #1e9e3b63
 def unit_flags(frames, # frame indices of events (beats)
@@ -101,14 +106,16 @@ def state_features(gpt:CrossCondGPT, batch:dict) -> torch.Tensor:
     with torch.no_grad(): return gpt.base(up[:, :-1], down[:, :-1], music[:, 1:])  # (B, 3(W-1), C)
 
 # %% ../nbs/03_actor_critic.ipynb #bc9fe45c
-def actor_loss(gpt:CrossCondGPT, feat:torch.Tensor, batch:dict, td:torch.Tensor) -> torch.Tensor:
+def actor_loss(gpt:CrossCondGPT, feat:torch.Tensor, batch:dict, td:torch.Tensor,
+               norm=None, # what the masked sum is divided by (default: this batch's mask count, at least 1)
+              ) -> torch.Tensor:
     "Cross-entropy of the chosen codes 1..W-2 weighted by the detached TD error, averaged over the mask."
     t = td.shape[1]
     (lg_up, lg_down), _ = gpt.head(prefix_steps(feat, t))                  # 2 x (B, t, V)
     ce = (F.cross_entropy(lg_up.transpose(1, 2), batch['up'][:, 1:t+1], reduction='none')
           + F.cross_entropy(lg_down.transpose(1, 2), batch['down'][:, 1:t+1], reduction='none'))  # (B, t)
     mask = batch['mask']                                                   # (B, t)
-    return (ce * td.detach() * mask).sum() / mask.sum().clamp_min(1)
+    return (ce * td.detach() * mask).sum() / (mask.sum().clamp_min(1) if norm is None else norm)
 
 def td_error(critic:Critic, feat:torch.Tensor, reward:torch.Tensor, gamma:float=1.0) -> torch.Tensor:
     "TD(0) error r_t + gamma V(s_{t+1}) - V(s_t), with the target held fixed: (B, t)."
@@ -116,28 +123,41 @@ def td_error(critic:Critic, feat:torch.Tensor, reward:torch.Tensor, gamma:float=
     return (reward + gamma * v[:, 1:]).detach() - v[:, :-1]                # (B, t)
 
 # %% ../nbs/03_actor_critic.ipynb #61b3279e
+def _global_counts(mask:torch.Tensor, td:torch.Tensor, ranks:int) -> tuple:
+    "The global batch's mask count (at least 1) and TD-error count, each over `ranks`: what every rank divides its sums by."
+    c = torch.stack([mask.sum().float(), torch.tensor(float(td.numel()), device=mask.device)])
+    dist.all_reduce(c)
+    return c[0].clamp_min(1) / ranks, c[1] / ranks
+
 def ac_update(gpt:CrossCondGPT, critic:Critic, opt:torch.optim.Optimizer, batch:dict, # batch: up, down, music, reward, mask
               actor_steps:int=5, # actor updates on this batch, then
               critic_steps:int=5, # critic updates on it
               gamma:float=1.0, # discount (the original's 1)
+              ranks:int=1, # data-parallel ranks that share the global batch (the head and critic inside DistributedDataParallel)
              ) -> dict:
     "One batch of actor-critic fine-tuning; returns mean reward, critic loss (mean TD^2) and actor loss."
     gpt.eval(); critic.eval()                      # dropout frozen; the weights still learn
     feat = state_features(gpt, batch)              # (B, 3(W-1), C), no gradient: the base is frozen
     reward, mask = batch['reward'], batch['mask']  # (B, W-2)
     with torch.no_grad(): td = td_error(critic, feat, reward, gamma)
+    norm_a, norm_c = _global_counts(mask, td, ranks) if ranks > 1 else (None, None)
     a_loss = torch.zeros(())
     for _ in range(actor_steps):
         opt.zero_grad(set_to_none=True)
-        a_loss = actor_loss(gpt, feat, batch, td)
+        a_loss = actor_loss(gpt, feat, batch, td, norm_a)
         a_loss.backward(); opt.step()
     c_loss = torch.zeros(())
     for _ in range(critic_steps):
         opt.zero_grad(set_to_none=True)
-        c_loss = td_error(critic, feat, reward, gamma).pow(2).mean()
+        d2 = td_error(critic, feat, reward, gamma).pow(2)
+        c_loss = d2.mean() if norm_c is None else d2.sum() / norm_c
         c_loss.backward(); opt.step()
-    return dict(reward=float((reward * mask).sum() / mask.sum().clamp_min(1)), critic_loss=c_loss.item(),
-                actor_loss=a_loss.item(), td2=td.pow(2).mean().item())
+    if norm_a is None:
+        return dict(reward=float((reward * mask).sum() / mask.sum().clamp_min(1)), critic_loss=c_loss.item(),
+                    actor_loss=a_loss.item(), td2=td.pow(2).mean().item())
+    # each rank's share of the global means: their mean over the ranks is the global batch's value
+    return dict(reward=float((reward * mask).sum() / norm_a), critic_loss=c_loss.item(), actor_loss=a_loss.item(),
+                td2=float(td.pow(2).sum() / norm_c))
 
 # %% ../nbs/03_actor_critic.ipynb #7bed5bdd
 def ac_optimizer(gpt:CrossCondGPT, critic:Critic, lr:float=1e-5, betas=(0.5, 0.999)) -> torch.optim.Optimizer:
@@ -245,6 +265,17 @@ def rollout_windows(pieces:list[dict], rolls:list[dict], window:int=30) -> dict:
     ws = [make_windows(r['up'], r['down'], p['music'], r['reward'], window) for p, r in zip(pieces, rolls)]
     return {k: torch.cat([w[k] for w in ws]) for k in ws[0]}
 
+# %% ../nbs/03_actor_critic.ipynb #cc7dd3cf
+def rollout_ranks(gpt:CrossCondGPT, vq, pieces:list[dict], # actor, VQ-VAE, pieces of music
+                  variant:str='code', direction_rate:float=0.0, # the reward's settings
+                 ) -> list[dict]:
+    "`rollout` shared among the ranks (rank r dances pieces r, r+n, ...) and gathered in piece order, without the joints."
+    n, r = world_size(), this_rank()
+    if n == 1: return rollout(gpt, vq, pieces, variant, direction_rate)
+    mine = rollout(gpt, vq, pieces[r::n], variant, direction_rate) if pieces[r::n] else []
+    got = gather_objects([{k: v for k, v in d.items() if k != 'joints'} for d in mine])
+    return [got[i % n][i // n] for i in range(len(pieces))]
+
 # %% ../nbs/03_actor_critic.ipynb #521c2a46
 def _ac_state(gpt, critic, opt, epoch:int, config:dict) -> dict:
     "A checkpoint that `load_gpt` reads as a GPT checkpoint, with the critic and optimiser for resuming."
@@ -266,6 +297,24 @@ def _ac_resume(path:Path, gpt, critic, opt, config:dict) -> int:
 def _read_log(path:Path) -> list[dict]:
     return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
 
+# %% ../nbs/03_actor_critic.ipynb #3c85f43c
+class _Actor(nn.Module):
+    "The actor as `ac_update` sees it in a process group: the frozen base itself, the head inside DistributedDataParallel."
+    def __init__(self, base, head):
+        super().__init__()
+        self.base, self.head = base, head
+
+def _ac_parallel(gpt:CrossCondGPT, critic:Critic, dev) -> tuple:
+    "(actor, critic) for `ac_update`: the models themselves in a plain process; DDP-wrapped head and critic in a process group."
+    if not in_group(): return gpt, critic
+    return _Actor(gpt.base, data_parallel(gpt.head, dev)), data_parallel(critic, dev)
+
+def _rank_mean_stats(st:dict, dev) -> dict:
+    "A batch's statistics averaged over the ranks."
+    v = torch.tensor(list(st.values()), dtype=torch.float64, device=dev)
+    dist.all_reduce(v)
+    return dict(zip(st, (v / world_size()).tolist()))
+
 # %% ../nbs/03_actor_critic.ipynb #fbf77f0d
 def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT stage), its VQ-VAE, the fine-tuning music
               run_dir, # the run folder: checkpoints/actor_critic.pt, logs/actor_critic.jsonl
@@ -278,8 +327,11 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
               name:str='actor_critic', progress:bool=True,
              ) -> tuple[CrossCondGPT, Critic]:
     "Actor-critic fine-tuning of `gpt`'s head for `epochs` epochs; resumes exactly from the run's checkpoint."
-    dev, run_dir = bd.pick_device(device), Path(run_dir)
+    dev, run_dir = rank_device(device), Path(run_dir)
     ckpt, log = run_dir/'checkpoints'/f'{name}.pt', run_dir/'logs'/f'{name}.jsonl'
+    ranks, rank, main = world_size(), this_rank(), is_main()
+    if batch_size % ranks: raise ValueError(f'{name}: a global batch of {batch_size} does not split over {ranks} ranks; '
+                                            f'pick a batch size divisible by {ranks} or another number of ranks')
     window = gpt.config['block_size'] + 1
     short = [p['name'] for p in pieces if len(p['music']) < window]
     if short: raise ValueError(f'{len(short)} piece(s) are shorter than one window of {window} codes: {short[:5]}')
@@ -293,30 +345,33 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
     gpt.to(dev); vq.to(dev).eval()
     critic = Critic(critic_config(gpt.config, critic_layers)).to(dev)
     opt = ac_optimizer(gpt, critic, lr, betas)
-    start = _ac_resume(ckpt, gpt, critic, opt, config) if ckpt.exists() else 0
-    rows = [r for r in _read_log(log) if r.get('epoch', 0) < start]
-    bd.atomic_write(log, lambda tmp: Path(tmp).write_text(''.join(json.dumps(r) + '\n' for r in rows)))
+    start = _ac_resume(ckpt, gpt, critic, opt, config) if from_main(ckpt.exists()) else 0
+    rows = [r for r in _read_log(log) if r.get('epoch', 0) < start] if main else []
+    if main: bd.atomic_write(log, lambda tmp: Path(tmp).write_text(''.join(json.dumps(r) + '\n' for r in rows)))
     step = sum(1 for r in rows if r.get('kind') != 'epoch')
+    actor, judge = _ac_parallel(gpt, critic, dev)
     for epoch in range(start, epochs):
         t0 = time.time()
-        rolls = rollout(gpt, vq, pieces, variant, direction_rate)
+        rolls = rollout_ranks(gpt, vq, pieces, variant, direction_rate)
         data = rollout_windows(pieces, rolls, window)
         n = len(data['up'])
         gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         order = torch.randint(n, (windows_per_epoch or n,), generator=gen)   # with replacement, as the original
         sums, nb = dict(reward=0., critic_loss=0., actor_loss=0., td2=0.), 0
-        with open(log, 'a') as f:
-            for i in tqdm(range(0, len(order), batch_size), desc=f'{name} {epoch + 1}/{epochs}', disable=not progress, leave=False):
-                batch = {k: v[order[i:i + batch_size]].to(dev) for k, v in data.items()}
-                st = ac_update(gpt, critic, opt, batch, actor_steps if epoch >= critic_warmup else 0, critic_steps, gamma)
+        with open(log if main else os.devnull, 'a') as f:
+            for i in tqdm(range(0, len(order), batch_size), desc=f'{name} {epoch + 1}/{epochs}', disable=not (progress and main), leave=False):
+                batch = {k: v[order[i:i + batch_size][rank::ranks]].to(dev) for k, v in data.items()}   # this rank's share
+                st = ac_update(actor, judge, opt, batch, actor_steps if epoch >= critic_warmup else 0, critic_steps, gamma, ranks)
+                if ranks > 1: st = _rank_mean_stats(st, dev)
                 f.write(json.dumps(dict(epoch=epoch, step=step, **st)) + '\n'); step += 1; nb += 1
                 for k in sums: sums[k] += st[k]
             f.write(json.dumps(dict(epoch=epoch, kind='epoch', **{k: v / nb for k, v in sums.items()},
                                     reward_rollout=float(np.mean([r['reward'].mean() for r in rolls])),
                                     bas=float(np.mean([r['bas'] for r in rolls])), windows=n,
                                     seconds=time.time() - t0)) + '\n')
-        bd.atomic_save(_ac_state(gpt, critic, opt, epoch + 1, config), ckpt)
-    if start >= epochs and not ckpt.exists(): bd.atomic_save(_ac_state(gpt, critic, opt, epochs, config), ckpt)
+        if main: bd.atomic_save(_ac_state(gpt, critic, opt, epoch + 1, config), ckpt)
+    if start >= epochs and not from_main(ckpt.exists()) and main: bd.atomic_save(_ac_state(gpt, critic, opt, epochs, config), ckpt)
+    barrier()   # nobody reads the checkpoint before rank 0 has written it
     return gpt.eval(), critic.eval()
 
 # %% ../nbs/03_actor_critic.ipynb #783758b9

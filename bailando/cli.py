@@ -10,8 +10,11 @@ from .data import atomic_write
 
 # %% auto #0
 __all__ = ['STAGES', 'STUDY_PRESETS', 'STAGE_SHARE', 'repo_root', 'data_size', 'default_data_root', 'stage_params', 'read_stages',
-           'mark_stage', 'kernel_name', 'StageFailed', 'run_stage', 'fmt_secs', 'run_study', 'build_parser',
-           'is_finished', 'newest_run', 'check_music', 'dance_command', 'main']
+           'mark_stage', 'kernel_name', 'StageFailed', 'run_stage', 'fmt_secs', 'training_command', 'train_parallel',
+           'run_study', 'build_parser', 'is_finished', 'newest_run', 'check_music', 'dance_command', 'main']
+
+# %% ../nbs/06_study.ipynb #3e906c47
+import contextlib, subprocess
 
 # %% ../nbs/06_study.ipynb #0a97a4fb
 STAGES = ['00_data', '01_vqvae', '02_gpt', '03_actor_critic', '04_metrics', '05_render']
@@ -107,9 +110,29 @@ def fmt_secs(s:float) -> str:
     s = int(round(s)); h, m = divmod(s, 3600); m, sec = divmod(m, 60)
     return f'{h}h{m:02d}m' if h else f'{m}m{sec:02d}s' if m else f'{sec}s'
 
+# %% ../nbs/06_study.ipynb #8af40d81
+def training_command(stage:str, params:dict, nproc:int) -> list[str]:
+    "The torchrun command that trains chapter `stage` with its papermill `params` on `nproc` processes of this machine."
+    from bailando.train import CHAPTERS
+    return [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}', '-m', 'bailando.train',
+            CHAPTERS[stage], '--run-dir', str(params['out_dir']), '--params', json.dumps(params)]
+
+# %% ../nbs/06_study.ipynb #d24d3bd7
+def train_parallel(stage:str, params:dict, run_dir:Path, nproc:int, quiet:bool=False) -> float:
+    "Train chapter `stage` on `nproc` processes through torchrun (output to `logs/<stage>_torchrun.txt` when quiet); returns the seconds."
+    out = Path(run_dir)/'logs'/f'{stage}_torchrun.txt'
+    if quiet: out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    with (open(out, 'w') if quiet else contextlib.nullcontext()) as f:
+        rc = subprocess.run(training_command(stage, params, nproc), stdout=f, stderr=subprocess.STDOUT if quiet else None).returncode
+    if rc: raise StageFailed(f'stage {stage}: training on {nproc} processes failed (exit status {rc}); '
+                             + (f'see {out}' if quiet else 'its output is above'))
+    return time.time() - t0
+
 # %% ../nbs/06_study.ipynb #d2011135
 def run_study(name:str|None=None, preset:str='cpu', data:str='', seed:int=0, runs:str='runs', force:bool=False,
-              device:str='auto', stages:list|None=None, quiet:bool=False, command:str='') -> Path:
+              device:str='auto', stages:list|None=None, quiet:bool=False, command:str='',
+              nproc:int=1) -> Path: # nproc: processes that train chapters 01-03 (torchrun)
     "Run the chapters 00 -> 05 through papermill into `runs/<name>/`; returns the run folder."
     if preset not in STUDY_PRESETS: raise ValueError(f'unknown preset {preset!r}; choose one of {list(STUDY_PRESETS)}')
     if data and not Path(data).is_dir(): raise FileNotFoundError(f'{data}: no such AIST++ root folder')
@@ -117,13 +140,18 @@ def run_study(name:str|None=None, preset:str='cpu', data:str='', seed:int=0, run
     run_dir = (Path(runs)/name).resolve(); run_dir.mkdir(parents=True, exist_ok=True)
     data = str(Path(data).resolve()) if data else str(default_data_root(preset))
     params = dict(name=name, preset=preset, data=data, seed=seed, device=device, command=command or ' '.join(sys.argv))
+    if nproc > 1: params['nproc'] = nproc
     atomic_write(run_dir/'params.json', lambda tmp: Path(tmp).write_text(json.dumps(params, indent=1)))
     todo, done, t_start = stages or STAGES, read_stages(run_dir), time.time()
     for i, stage in enumerate(todo, 1):
         if stage in done and not force:
             print(f'[{i}/{len(todo)}] {stage}: finished earlier, skipped (--force re-runs it)', flush=True); continue
+        sp, secs = stage_params(stage, preset, data, seed, run_dir, device), 0.0
+        if nproc > 1 and stage in ('01_vqvae', '02_gpt', '03_actor_critic'):
+            print(f'[{i}/{len(todo)}] {stage}: training on {nproc} processes (torchrun)', flush=True)
+            secs = train_parallel(stage, sp, run_dir, nproc, quiet)
         print(f'[{i}/{len(todo)}] {stage}: running -> {run_dir/stage}.ipynb', flush=True)
-        secs = run_stage(stage, stage_params(stage, preset, data, seed, run_dir, device), run_dir, quiet)
+        secs += run_stage(stage, sp, run_dir, quiet)
         mark_stage(run_dir, stage, secs)
         spent, share = time.time() - t_start, sum(STAGE_SHARE[s] for s in todo[:i])
         eta = spent / share * (1 - share) if share < 1 else 0
@@ -146,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--force', action='store_true', help='re-run finished stages')
     s.add_argument('--stages', nargs='*', default=None, choices=STAGES, help='run only these stages')
     s.add_argument('--quiet', action='store_true', help="don't echo the notebooks' output")
+    s.add_argument('--nproc', type=int, default=1, help='train chapters 01-03 on N processes of this machine (torchrun)')
     d = sub.add_parser('dance', help='turn a music file (wav, mp3, ogg, opus) into a dance')
     d.add_argument('music', help='the audio file')
     d.add_argument('--run', default=None, help='a finished run folder (default: the newest under --runs)')
@@ -206,7 +235,7 @@ def main(argv:list[str]|None=None) -> int:
     try:
         if args.command == 'study':
             run_study(args.name, args.preset, args.data, args.seed, args.runs, args.force, args.device, args.stages,
-                      args.quiet, command='bailando ' + ' '.join(argv if argv is not None else sys.argv[1:]))
+                      args.quiet, command='bailando ' + ' '.join(argv if argv is not None else sys.argv[1:]), nproc=args.nproc)
         elif args.command == 'dance': dance_command(args)
         else:
             from bailando.bench import bench_command

@@ -481,7 +481,7 @@ GENRES = {  # genre: (BPM range, kick on every beat?, hats per beat, move vocabu
     'gJB': ((100, 135), False, 4, 'bounce kick step punch turn', 0.15),
 }
 MUSIC_SR = 30720
-GENERATOR_VERSION = 2  # bump whenever the generator changes: a stale data set is then rebuilt
+GENERATOR_VERSION = 3  # bump whenever the generator changes: a stale data set is then rebuilt
 
 # %% ../nbs/00_data.ipynb #c107465d
 def _synth_music(rng, genre:str, bpm:float, seconds:float, t0:float) -> np.ndarray:
@@ -640,8 +640,8 @@ def _synth_dance(rng, genre:str, bpm:float, t0:float, seconds:float) -> tuple:
 # %% ../nbs/00_data.ipynb #c4f81eff
 def _plan(size:str, rng) -> list:
     "Pieces of the data set: (genre, music id, bpm, seconds, n dancers, split) per piece."
-    if size == 'tiny': genres, ids, secs, dancers = ['gBR', 'gHO', 'gJS'], 1, (8.0, 8.5), 2
-    elif size == 'study': genres, ids, secs, dancers = list(GENRES), 4, None, 2
+    if size == 'tiny': genres, ids, secs, dancers = ['gBR', 'gHO', 'gJS'], 1, (8.0, 8.5), (2, 2)
+    elif size == 'study': genres, ids, secs, dancers = list(GENRES), 6, None, (4, 2)   # dancers per train / test piece
     else: raise ValueError(f"size must be 'tiny' or 'study', got {size!r}")
     plan = []
     for g in genres:
@@ -650,13 +650,13 @@ def _plan(size:str, rng) -> list:
             bpm = float(np.round(lo + (hi - lo) * (k + rng.uniform(0, 1)) / ids, 1))
             sec = rng.uniform(*secs) if secs else float(np.clip(rng.lognormal(np.log(14.5), 0.35), 9, 28))
             split = 'test' if (k == test_id or (size == 'tiny' and g == 'gJS')) else 'train'
-            plan.append((g, f'm{g[1:]}{k}', bpm, float(sec), dancers, split))
+            plan.append((g, f'm{g[1:]}{k}', bpm, float(sec), dancers[split == 'test'], split))
     return plan
 
 # %% ../nbs/00_data.ipynb #f88e33d1
 def make_dataset(root, # folder to write (AIST++ layout)
                  seed:int=0, # fixes every draw
-                 size:str='tiny', # 'tiny' (7 sequences of 8 s, seconds to make) or 'study' (90 sequences, ~15 s each)
+                 size:str='tiny', # 'tiny' (7 sequences of 8 s, seconds to make) or 'study' (230 sequences, ~15 s each)
                  force:bool=False, # rebuild even if a complete data set with these parameters exists
                  progress:bool=True,
                 ) -> Path:

@@ -17,7 +17,7 @@ from . import data as bd
 __all__ = ['GPT_PRESETS', 'GPT_TRAIN', 'STYLES', 'gpt_config', 'gpt_train_config', 'cross_causal_mask', 'CrossCausalAttention',
            'Block', 'GPTBase', 'GPTHead', 'CrossCondGPT', 'encode_sequences', 'CodeWindows', 'gpt_loss', 'evaluate_gpt',
            'generate', 'generate_many', 'vqvae_fingerprint', 'start_code_table', 'gpt_meta', 'save_gpt', 'load_gpt',
-           'codes_to_joints', 'load_dancer', 'read_music', 'dance', 'baselines']
+           'codes_to_joints', 'load_dancer', 'read_music', 'dance', 'baselines', 'window_length', 'train_gpt']
 
 # %% ../nbs/02_gpt.ipynb #e600c1f9
 GPT_PRESETS = {
@@ -406,3 +406,27 @@ def baselines(coded_train:list[dict], coded_val:list[dict], vocab:int, smooth:fl
         out['bigram_ce'] += -logp2[prev, tgt].mean().item(); out['bigram_acc'] += (logp2[prev].argmax(1) == tgt).double().mean().item() / 2
         out['repeat_acc'] += (tgt == prev).double().mean().item() / 2
     return out
+
+# %% ../nbs/02_gpt.ipynb #dd0c543e
+def window_length(cfg:dict, coded:list[dict]) -> int:
+    "Code steps per training window: the context + 1, or fewer when a dance of `coded` is shorter."
+    return min(cfg['block_size'] + 1, min(len(c['up']) for c in coded))
+
+# %% ../nbs/02_gpt.ipynb #5e0569fe
+def train_gpt(vq, coded_train:list[dict], # the frozen VQ-VAE; its codes of the training dances (`encode_sequences`)
+              run_dir, # checkpoints/gpt.pt and logs/gpt.jsonl go here
+              *, preset:str='paper', # the GPT's size and training settings (GPT_PRESETS, GPT_TRAIN)
+              length:int=30, # code steps per window (`window_length`)
+              seed:int=0, device='auto', bf16:bool=False,
+              **train) -> CrossCondGPT: # training settings overriding the preset's (`gpt_train_config`)
+    "Train a GPT on the VQ-VAE's codes through the shared loop (`bailando.vqvae.fit`); resumable, data-parallel under torchrun."
+    from bailando.vqvae import fit
+    K = vq.config['n_codes']
+    cfg = gpt_config(preset, vocab_up=K, vocab_down=K)
+    tc = gpt_train_config(preset, **train)
+    ds = CodeWindows(coded_train, length, tc['stride'])
+    bd.seed_everything(seed)
+    model = CrossCondGPT(cfg)
+    return fit(model, ds, gpt_loss, name='gpt', run_dir=run_dir, epochs=tc['epochs'], batch_size=tc['batch_size'], lr=tc['lr'],
+               betas=tc['betas'], milestones=tc['milestones'], gamma=tc['gamma'], seed=seed, device=device, bf16=bf16,
+               config=gpt_meta(cfg, vq, coded_train))

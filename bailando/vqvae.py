@@ -16,8 +16,10 @@ from .data import atomic_write, pick_device, split_halves, merge_halves, root_ve
 # %% auto #0
 __all__ = ['PRESETS', 'vqvae_config', 'zero_root', 'integrate_root', 'ResBlock', 'res_stack', 'encoder', 'decoder',
            'EMAQuantiser', 'motion_l1', 'HalfVQVAE', 'SepVQVAE', 'n_params', 'read_checkpoint', 'same_arch',
-           'load_vqvae', 'rng_state', 'set_rng_state', 'to_device', 'read_log', 'fit', 'vqvae_loss', 'root_loss',
-           'codebook_log', 'motion_windows', 'train_vqvae', 'reconstruct', 'evaluate_vqvae', 'draw_pose']
+           'load_vqvae', 'in_group', 'world_size', 'this_rank', 'is_main', 'barrier', 'gather_objects', 'from_main',
+           'rank_device', 'data_parallel', 'unwrap', 'rng_state', 'set_rng_state', 'to_device', 'read_log', 'fit',
+           'vqvae_loss', 'root_loss', 'codebook_log', 'motion_windows', 'train_vqvae', 'reconstruct', 'evaluate_vqvae',
+           'draw_pose']
 
 # %% ../nbs/01_vqvae.ipynb #cafb3688
 _MODEL_KEYS = ('width', 'depth', 'emb', 'n_codes', 'downs', 'growth')
@@ -111,24 +113,36 @@ class EMAQuantiser(nn.Module):
             z = z + torch.randn_like(z) * 0.01 / math.sqrt(self.dim)
         return z[torch.randperm(len(z), device=z.device)[:self.n_codes]]   # (K, D)
 
-    def sync_stats(self, count, total, rand):
-        "Sum a step's code counts and sums over ranks; take rank 0's re-seeding rows (no-op on one process)."
-        if _dist():
-            dist.all_reduce(count); dist.all_reduce(total); dist.broadcast(rand, 0)
-        return count, total, rand
+    def sync_stats(self, count, total): # (K,), (K, D)
+        "Sum a step's code counts and vector sums over the ranks (a no-op on one process)."
+        if _dist(): dist.all_reduce(count); dist.all_reduce(total)
+        return count, total
+
+    def global_rows(self, z,            # (N, D) this rank's rows
+                    per_item:int=1):    # consecutive rows of one batch item (its time steps)
+        "`random_rows` of the global batch, equal on every rank: rank 0 draws from all ranks' rows, then broadcasts."
+        if not _dist(): return self.random_rows(z)
+        n, main = dist.get_world_size(), dist.get_rank() == 0
+        parts = [torch.empty_like(z) for _ in range(n)] if main else None
+        dist.gather(z.contiguous(), parts, dst=0)
+        rand = torch.empty(self.n_codes, self.dim, dtype=z.dtype, device=z.device)
+        if main:  # item j of rank r is item j*n + r of the global batch, as DistributedSampler deals them out
+            rand = self.random_rows(torch.stack([p.reshape(-1, per_item, self.dim) for p in parts], 1).reshape(-1, self.dim))
+        dist.broadcast(rand, 0)
+        return rand
 
     @torch.no_grad()
-    def init_codebook(self, z): # (N, D)
-        "Start the codebook from random rows of the first batch."
-        rand = self.random_rows(z)
-        if _dist(): dist.broadcast(rand, 0)
+    def init_codebook(self, z, per_item:int=1): # (N, D)
+        "Start the codebook from random rows of the first (global) batch."
+        rand = self.global_rows(z, per_item)
         self.codebook.copy_(rand); self.ema_sum.copy_(rand); self.ema_count.fill_(1.0); self.initted.fill_(True)
 
     @torch.no_grad()
-    def update(self, z, idx): # (N, D), (N,)
-        "One EMA step of counts and sums; dead codes are re-seeded."
+    def update(self, z, idx, per_item:int=1): # (N, D), (N,)
+        "One EMA step of counts and sums; dead codes are re-seeded from the (global) batch."
         onehot = F.one_hot(idx, self.n_codes).type_as(z)                   # (N, K)
-        count, total, rand = self.sync_stats(onehot.sum(0), onehot.T @ z, self.random_rows(z))
+        count, total = self.sync_stats(onehot.sum(0), onehot.T @ z)
+        rand = self.global_rows(z, per_item)
         self.ema_sum.mul_(self.decay).add_(total, alpha=1 - self.decay)
         self.ema_count.mul_(self.decay).add_(count, alpha=1 - self.decay)
         live = (self.ema_count >= self.threshold)[:, None]                 # (K, 1)
@@ -140,10 +154,10 @@ class EMAQuantiser(nn.Module):
         with torch.autocast(z.device.type, enabled=False):
             x = z.float().permute(0, 2, 1).reshape(-1, D)                  # (B*T, D)
             learn = self.training and update
-            if learn and not self.initted: self.init_codebook(x.detach())
+            if learn and not self.initted: self.init_codebook(x.detach(), T)
             idx = self.nearest(x.detach())                                 # (B*T,)
             xq = self.codebook[idx]                                        # (B*T, D) looked up before the update, as Jukebox
-            if learn: self.update(x.detach(), idx)
+            if learn: self.update(x.detach(), idx, T)
             commit = ((xq - x) ** 2).mean()
             xq = x + (xq - x).detach()
             p = torch.bincount(idx, minlength=self.n_codes).float() / len(idx)
@@ -297,6 +311,81 @@ import random, time
 from tqdm.auto import tqdm
 from .data import atomic_save
 
+# %% ../nbs/01_vqvae.ipynb #6105a64c
+import inspect, os
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DistributedSampler
+
+# %% ../nbs/01_vqvae.ipynb #41bdd9ae
+def in_group() -> bool:
+    "Whether this process belongs to a `torch.distributed` process group (of any size)."
+    return dist.is_available() and dist.is_initialized()
+
+def world_size() -> int:
+    "Ranks training together (1 in a plain process)."
+    return dist.get_world_size() if in_group() else 1
+
+def this_rank() -> int:
+    "This process's global rank (0 in a plain process)."
+    return dist.get_rank() if in_group() else 0
+
+def is_main() -> bool:
+    "Whether this process writes the logs and checkpoints (global rank 0)."
+    return this_rank() == 0
+
+# %% ../nbs/01_vqvae.ipynb #239531f4
+def barrier():
+    "Wait until every rank gets here (a no-op in a plain process)."
+    if world_size() > 1: dist.barrier()
+
+def gather_objects(obj) -> list:
+    "Every rank's picklable `obj`, in rank order (`[obj]` in a plain process)."
+    if world_size() == 1: return [obj]
+    out = [None] * world_size(); dist.all_gather_object(out, obj)
+    return out
+
+def from_main(obj):
+    "Rank 0's picklable `obj`, on every rank (`obj` in a plain process)."
+    if world_size() == 1: return obj
+    box = [obj]; dist.broadcast_object_list(box, 0)
+    return box[0]
+
+# %% ../nbs/01_vqvae.ipynb #be892d04
+def rank_device(device='auto') -> torch.device:
+    "`pick_device`; under `torch.distributed` a bare 'cuda' becomes this rank's GPU (the one `torch.cuda.set_device` chose)."
+    d = pick_device(device)
+    if d.type == 'cuda' and d.index is None and in_group(): d = torch.device('cuda', torch.cuda.current_device())
+    return d
+
+def data_parallel(model, device):
+    "`model` inside `DistributedDataParallel` in a process group (its buffers are its own to keep equal), else `model`."
+    if not in_group(): return model
+    new = 'forward_sync_buffers' in inspect.signature(DDP).parameters   # torch >= 2.13 renamed broadcast_buffers
+    return DDP(model, device_ids=[device.index] if device.type == 'cuda' else None,
+               **{'forward_sync_buffers' if new else 'broadcast_buffers': False})
+
+def unwrap(model):
+    "The module inside a `DistributedDataParallel` wrapper (the model itself otherwise)."
+    return model.module if isinstance(model, DDP) else model
+
+# %% ../nbs/01_vqvae.ipynb #adf779dd
+def _rank_seed(seed:int, rank:int) -> int:
+    "The seed of a rank's global RNGs: rank 0 draws what a single process draws, the others their own streams."
+    return seed if rank == 0 else seed + 7_919 * rank
+
+def _batches(dataset, batch_size:int, seed:int, epoch:int):
+    "Epoch `epoch`'s DataLoader, shuffled by (seed, epoch); in a process group, this rank's share of each global batch."
+    if not in_group():
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen,
+                                           drop_last=len(dataset) > batch_size)
+    n = world_size()
+    sampler = DistributedSampler(dataset, num_replicas=n, rank=this_rank(), shuffle=True, seed=seed * 1_000_003, drop_last=True)
+    sampler.set_epoch(epoch)   # the same global permutation for any number of ranks; rank r takes items r, r+n, ...
+    b = batch_size // n
+    return torch.utils.data.DataLoader(dataset, batch_size=b, sampler=sampler, drop_last=len(sampler) > b,
+                                       generator=torch.Generator().manual_seed(epoch))  # leaves the global RNG alone
+
 # %% ../nbs/01_vqvae.ipynb #a6c5b117
 def rng_state() -> dict:
     "Every global RNG state (Python, numpy, torch CPU and CUDA), in a form `torch.load(weights_only=True)` accepts."
@@ -335,8 +424,8 @@ def _trim_log(path, epoch):
 # %% ../nbs/01_vqvae.ipynb #229a88b1
 def _canon(cfg): return json.dumps(cfg, sort_keys=True, default=str)  # tuples and lists compare equal
 
-def _resume(path, model, opt, sched, config):
-    "Load a checkpoint into model, optimizer and scheduler; return the epoch to continue from."
+def _resume(path, model, opt, sched, config, seed:int=0):
+    "Load a checkpoint into model, optimizer and scheduler, and this rank's RNG states; return the epoch to continue from."
     try: ck = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: raise ValueError(f'cannot resume from {path}: not a readable checkpoint ({e})') from None
     if not isinstance(ck, dict) or not {'model', 'optimizer', 'scheduler', 'epoch', 'rng'} <= set(ck):
@@ -345,23 +434,39 @@ def _resume(path, model, opt, sched, config):
         raise ValueError(f'cannot resume from {path}: it was trained with config {ck.get("config")}, now {config}. '
                          'Use another run folder or delete the checkpoint.')
     model.load_state_dict(ck['model']); opt.load_state_dict(ck['optimizer']); sched.load_state_dict(ck['scheduler'])
-    set_rng_state(ck['rng'])
+    st, ranks = ck['rng'], ck.get('rng_ranks')
+    if world_size() > 1: st = ranks[this_rank()] if ranks and len(ranks) == world_size() else st if is_main() else None
+    if st is not None: set_rng_state(st)
+    else:  # another number of ranks than when saved: the ranks beyond 0 start fresh streams
+        s = _rank_seed(seed * 1_000_003 + ck['epoch'], this_rank()); torch.manual_seed(s); random.seed(s); np.random.seed(s)
     return ck['epoch']
 
 def _save(path, model, opt, sched, epoch, config):
-    atomic_save(dict(config=config, model=model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                     epoch=epoch, rng=rng_state()), path)
+    "Rank 0 writes the checkpoint (with every rank's RNG states under torch.distributed); the other ranks only hand theirs over."
+    rng = rng_state()
+    ranks = gather_objects(rng) if world_size() > 1 else None
+    if not is_main(): return
+    atomic_save(dict(config=config, model=unwrap(model).state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                     epoch=epoch, rng=rng, **(dict(rng_ranks=ranks) if ranks else {})), path)
 
 # %% ../nbs/01_vqvae.ipynb #a21fc5c9
+def _rank_mean(loss, parts:dict) -> tuple[float, dict]:
+    "The loss and its parts averaged over the ranks (each a mean over the rank's equal share of the global batch)."
+    v = torch.tensor([loss.item(), *map(float, parts.values())], dtype=torch.float64, device=loss.device)
+    dist.all_reduce(v)
+    v = (v / world_size()).tolist()
+    return v[0], dict(zip(parts, v[1:]))
+
 def _step(model, batch, loss_fn, opt, device, bf16):
-    "One optimisation step; returns (loss, parts)."
+    "One optimisation step; returns (loss, parts), averaged over the ranks under torch.distributed."
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == 'cuda'):
         loss, parts = loss_fn(model, to_device(batch, device))
-    if not torch.isfinite(loss): raise FloatingPointError(f'the loss is {loss.item()}: training diverged')
+    value, parts = _rank_mean(loss, parts) if world_size() > 1 else (loss.item(), {k: float(v) for k, v in parts.items()})
+    if not math.isfinite(value): raise FloatingPointError(f'the loss is {value}: training diverged')  # on every rank alike
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return loss.item(), {k: float(v) for k, v in parts.items()}
+    return value, parts
 
 # %% ../nbs/01_vqvae.ipynb #da6af557
 def fit(model,                    # an nn.Module
@@ -382,29 +487,32 @@ def fit(model,                    # an nn.Module
         log_extra=None,           # log_extra(model) -> dict added to each epoch's log line
        ):
     "Train `model` with Adam + MultiStepLR, logging and checkpointing; resume exactly when the checkpoint exists."
-    device, run_dir = pick_device(device), Path(run_dir)
+    device, run_dir = rank_device(device), Path(run_dir)
     ckpt, log = run_dir/'checkpoints'/f'{name}.pt', run_dir/'logs'/f'{name}.jsonl'
     if len(dataset) == 0: raise ValueError(f'{name}: the training set is empty')
+    ranks, main = world_size(), is_main()
+    if batch_size % ranks: raise ValueError(f'{name}: a global batch of {batch_size} does not split over {ranks} ranks; '
+                                            f'pick a batch size divisible by {ranks} or another number of ranks')
+    if len(dataset) < ranks: raise ValueError(f'{name}: {len(dataset)} training items cannot feed {ranks} ranks')
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad] if params is None else list(params)
     opt = torch.optim.Adam(params, lr=lr, betas=tuple(betas))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(milestones), gamma)
-    torch.manual_seed(seed); random.seed(seed); np.random.seed(seed)
+    s = _rank_seed(seed, this_rank()); torch.manual_seed(s); random.seed(s); np.random.seed(s)
     start = 0
-    if ckpt.exists():
-        start = _resume(ckpt, model, opt, sched, config)
-        _trim_log(log, start)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    step = start * -(-len(dataset) // batch_size)
+    if from_main(ckpt.exists()):
+        start = _resume(ckpt, model, opt, sched, config, seed)
+        if main: _trim_log(log, start)
+    if main: log.parent.mkdir(parents=True, exist_ok=True)
+    net = data_parallel(model, device)
+    step = start * (len(_batches(dataset, batch_size, seed, 0)) if in_group() else -(-len(dataset) // batch_size))
     for epoch in range(start, epochs):
-        model.train()
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        dl = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen,
-                                         drop_last=len(dataset) > batch_size)
+        net.train()
+        dl = _batches(dataset, batch_size, seed, epoch)
         t0, sums, n = time.time(), {}, 0
-        with open(log, 'a') as f:
-            for batch in tqdm(dl, desc=f'{name} {epoch + 1}/{epochs}', leave=False, mininterval=2):
-                loss, parts = _step(model, batch, loss_fn, opt, device, bf16)
+        with open(log if main else os.devnull, 'a') as f:
+            for batch in tqdm(dl, desc=f'{name} {epoch + 1}/{epochs}', leave=False, mininterval=2, disable=not main):
+                loss, parts = _step(net, batch, loss_fn, opt, device, bf16)
                 row = dict(epoch=epoch, step=step, loss=loss, **parts, lr=opt.param_groups[0]['lr'])
                 f.write(json.dumps(row) + '\n'); step += 1; n += 1
                 for k, v in row.items():
@@ -414,7 +522,8 @@ def fit(model,                    # an nn.Module
             f.write(json.dumps(dict(epoch=epoch, kind='epoch', **{k: v / n for k, v in sums.items()},
                                     seconds=time.time() - t0, **extra)) + '\n')
         if (epoch + 1) % ckpt_every == 0 or epoch + 1 == epochs: _save(ckpt, model, opt, sched, epoch + 1, config)
-    if start >= epochs and not ckpt.exists(): _save(ckpt, model, opt, sched, epochs, config)
+    if start >= epochs and not from_main(ckpt.exists()): _save(ckpt, model, opt, sched, epochs, config)
+    barrier()   # nobody reads the checkpoint before rank 0 has written it
     return model
 
 # %% ../nbs/01_vqvae.ipynb #da844b21
@@ -427,12 +536,12 @@ def _motion(batch):
 def vqvae_loss(model, batch):
     "Stage 1 loss and its parts."
     out, loss = model(_motion(batch), stage='vq')
-    return loss, {k: v.item() for k, v in model.parts.items()}
+    return loss, {k: v.item() for k, v in unwrap(model).parts.items()}
 
 def root_loss(model, batch):
     "Root-branch loss and its parts."
     out, loss = model(_motion(batch), stage='root')
-    return loss, {k: v.item() for k, v in model.parts.items()}
+    return loss, {k: v.item() for k, v in unwrap(model).parts.items()}
 
 def codebook_log(model) -> dict:
     "Fraction of live codes in each half."
