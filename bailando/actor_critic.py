@@ -394,7 +394,7 @@ def fine_tuning_pieces(music_set:str, # 'test' (the paper's, transductive), 'tra
 
 # %% ../nbs/03_actor_critic.ipynb #1bb17394
 AC_PRESETS = {
-    'paper': dict(epochs=10, batch_size=128, lr=1e-5, max_codes=0, windows_per_epoch=0, eval_codes=0),
-    'cpu':   dict(epochs=3, batch_size=32, lr=1e-4, max_codes=60, windows_per_epoch=64, eval_codes=60),
-    'tiny':  dict(epochs=1, batch_size=16, lr=1e-4, max_codes=32, windows_per_epoch=0, eval_codes=32),
+    'paper': dict(epochs=10, batch_size=128, lr=1e-5, max_codes=0, windows_per_epoch=0, eval_codes=0, critic_warmup=0),
+    'cpu':   dict(epochs=2, batch_size=32, lr=1e-4, max_codes=0, windows_per_epoch=320, eval_codes=0, critic_warmup=1),
+    'tiny':  dict(epochs=1, batch_size=16, lr=1e-4, max_codes=32, windows_per_epoch=0, eval_codes=32, critic_warmup=0),
 }

@@ -30,7 +30,7 @@ STUDY_PRESETS = {
     'cpu': {'00_data': dict(size='study'),
             '01_vqvae': dict(),
             '02_gpt': dict(),
-            '03_actor_critic': dict(),
+            '03_actor_critic': dict(reward_variant='paper'),
             '04_metrics': dict(),
             '05_render': dict(n_videos=3)},
     'paper': {'00_data': dict(size='study'),

@@ -22,7 +22,7 @@ __all__ = ['GPT_PRESETS', 'GPT_TRAIN', 'STYLES', 'gpt_config', 'gpt_train_config
 # %% ../nbs/02_gpt.ipynb #e600c1f9
 GPT_PRESETS = {
     'paper': dict(n_embd=768, n_head=12, n_layer_base=6, n_layer_head=6, dropout=0.1),
-    'cpu':   dict(n_embd=128, n_head=4, n_layer_base=3, n_layer_head=3, dropout=0.2),
+    'cpu':   dict(n_embd=128, n_head=4, n_layer_base=3, n_layer_head=3, dropout=0.1),
     'tiny':  dict(n_embd=32, n_head=2, n_layer_base=1, n_layer_head=1, dropout=0.0),
 }
 
@@ -39,7 +39,7 @@ def gpt_config(preset:str='paper', # 'paper', 'cpu' or 'tiny'
 
 GPT_TRAIN = {
     'paper': dict(epochs=500, batch_size=32, lr=3e-4, betas=[0.5, 0.999], milestones=[250, 400], gamma=0.1, stride=1),
-    'cpu':   dict(epochs=3, batch_size=32, lr=1e-3, betas=[0.9, 0.99], milestones=[2], gamma=0.3, stride=2),
+    'cpu':   dict(epochs=2, batch_size=32, lr=1e-3, betas=[0.9, 0.99], milestones=[], gamma=0.3, stride=1),
     'tiny':  dict(epochs=3, batch_size=16, lr=1e-3, betas=[0.9, 0.99], milestones=[], gamma=0.1, stride=1),
 }
 

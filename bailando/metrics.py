@@ -14,10 +14,11 @@ from scipy.spatial.distance import pdist
 
 # %% auto #0
 __all__ = ['FRAME_TIME', 'MAX_FRAMES', 'NORM_EPS', 'PAPER_KEYS', 'HUMERUS', 'SHOULDER_W', 'HIP_W', 'MANUAL_TIME_PER_FRAME',
-           'MANUAL_RELATIONS', 'FOOT_JOINTS', 'DEFAULT_CACHE', 'ROW_NAMES', 'check_joints', 'kinetic_features',
-           'manual_features', 'dance_features', 'features', 'normalize', 'fid', 'diversity', 'motion_beats',
-           'music_beats', 'beat_align_score', 'pfc', 'foot_skating', 'content_key', 'reference_features',
-           'reference_from_root', 'evaluate', 'metrics_table', 'save_metrics', 'feature_benchmark', 'generate_dances']
+           'MANUAL_RELATIONS', 'FOOT_JOINTS', 'DEFAULT_CACHE', 'ROW_NAMES', 'FINAL_ROWS', 'check_joints',
+           'kinetic_features', 'manual_features', 'dance_features', 'features', 'normalize', 'fid', 'diversity',
+           'motion_beats', 'music_beats', 'beat_align_score', 'pfc', 'foot_skating', 'content_key',
+           'reference_features', 'reference_from_root', 'evaluate', 'metrics_table', 'save_metrics',
+           'feature_benchmark', 'first_codes', 'generate_dances', 'study_checks']
 
 # %% ../nbs/04_metrics.ipynb #0db69b4a
 try: from bailando.data import BEAT_COLUMN  # the 0/1 beat column of the 438-d music features
@@ -342,6 +343,8 @@ def evaluate(dances:list, # generated dances, each (T, 24, 3)
     rk, gk = normalize(ref['kinetic'], gk)
     rm, gm = normalize(ref['manual'], gm)
     row = {'FID_k': fid(gk, rk), 'FID_g': fid(gm, rm), 'Div_k': diversity(gk), 'Div_g': diversity(gm)}
+    live = ref['manual'].std(0) > 0                       # geometric relations that ever vary in the reference
+    row['FID_g_live'] = fid(gm[:, live], rm[:, live]) if live.sum() > 1 else float('nan')
     if music is not None:
         if len(music) != len(dances): raise ValueError(f'evaluate: {len(dances)} dances but {len(music)} music tracks')
         ba, bm, missing = [], [], 0
@@ -364,7 +367,7 @@ def metrics_table(rows:dict, # name -> row dict (from `evaluate`)
                   keys=None, digits:int=4) -> str:
     "A markdown table of metrics rows: one line per row, one column per key."
     if keys is None:
-        keys = list(PAPER_KEYS) + [k for k in ('BAS_motion', 'PFC') if any(k in r for r in rows.values())]
+        keys = list(PAPER_KEYS) + [k for k in ('FID_g_live', 'BAS_motion', 'PFC') if any(k in r for r in rows.values())]
     def cell(v):
         if v is None or (isinstance(v, float) and np.isnan(v)): return '-'
         return f'{v:.{digits}f}' if isinstance(v, (float, np.floating)) else str(v)
@@ -392,6 +395,15 @@ def feature_benchmark(n:int=100, frames:int=1500, seed:int=0, n_target:int=1363)
 # %% ../nbs/04_metrics.ipynb #d87d2d6b
 ROW_NAMES = {'random_codes': 'random codes', 'gpt': 'GPT (before actor-critic)', 'actor_critic': 'actor-critic (Bailando)'}
 
+def first_codes(vq, joints # VQ-VAE; a (T, 24, 3) ground-truth dance
+               ) -> tuple:
+    "The dance's first (upper, lower) code pair, encoded from its first 240 frames: ([up], [down])."
+    import torch
+    from bailando.data import to_bailando72
+    x = torch.as_tensor(to_bailando72(joints)[:240], dtype=torch.float32, device=next(vq.parameters()).device)
+    with torch.no_grad(): up, down = vq.encode(x[None, :len(x) // 8 * 8])
+    return [int(up[0, 0])], [int(down[0, 0])]
+
 def generate_dances(run, # run folder with checkpoints/
                     root, names:list, # data root and the test sequences whose music is danced to
                     seed:int=0, device='auto') -> list[str]:
@@ -403,6 +415,7 @@ def generate_dances(run, # run folder with checkpoints/
     from bailando.vqvae import load_vqvae
     vq = load_vqvae(ck / 'vqvae_root.pt', bd.pick_device(device))
     rng = np.random.default_rng(seed)
+    starts = {n: first_codes(vq, bd.load_joints(root, n)) for n in names}  # Bailando starts from the true first pose
     for row, ckpt in [('random_codes', None), ('gpt', ck / 'gpt.pt'), ('actor_critic', ck / 'actor_critic.pt')]:
         if ckpt is not None and not ckpt.exists(): continue
         for n in names:
@@ -412,7 +425,7 @@ def generate_dances(run, # run folder with checkpoints/
                 steps = len(bd.music_features(bd.music_path(root, n), fps=7.5))
                 codes = rng.integers(vq.config['n_codes'], size=(2, 1, steps))     # (half, B, N)
                 joints = codes_to_joints(vq, codes[0], codes[1])[0]
-            else: joints = dance(bd.music_path(root, n), ckpt, seed=seed, device=device)
+            else: joints = dance(bd.music_path(root, n), ckpt, seed=seed, device=device, start=starts[n])
             bd.atomic_write(f, lambda tmp, j=joints: np.save(open(tmp, 'wb'), np.asarray(j, np.float32)))
         made.append(row)
     final = made[-1] if len(made) > 1 else None            # the last model (not the random baseline)
@@ -420,3 +433,32 @@ def generate_dances(run, # run folder with checkpoints/
         src = run / 'dances' / final / f'{n}.npy'
         bd.atomic_write(run / 'dances' / f'{n}.npy', lambda tmp, s=src: Path(tmp).write_bytes(s.read_bytes()))
     return made
+
+# %% ../nbs/04_metrics.ipynb #2131663c
+FINAL_ROWS = ('actor-critic (Bailando)', 'GPT (before actor-critic)')
+
+def _check(claim:str, ok, a:float, b:float) -> dict:
+    return dict(claim=claim, ok=None if ok is None else bool(ok), ours=a, baseline=b)
+
+def study_checks(rows:dict # the study's metrics rows (name -> `evaluate` row)
+                ) -> list[dict]:
+    "The study's claims as dicts (claim, ok, ours, baseline); ok is None where a comparison does not apply."
+    final = next((n for n in FINAL_ROWS if n in rows), None)
+    if final is None: return []
+    me, out = rows[final], []
+    if 'random codes' in rows:
+        rc = rows['random codes']
+        out += [_check(f'{final}: FID_k below random codes', me['FID_k'] < rc['FID_k'], me['FID_k'], rc['FID_k']),
+                _check(f'{final}: FID_g below random codes', me['FID_g'] < rc['FID_g'], me['FID_g'], rc['FID_g']),
+                _check(f'{final}: BAS above random codes', me['BAS'] > rc['BAS'], me['BAS'], rc['BAS'])]
+        if 'FID_g_live' in me and 'FID_g_live' in rc:
+            out.append(_check(f'{final}: FID_g_live below random codes', me['FID_g_live'] < rc['FID_g_live'], me['FID_g_live'], rc['FID_g_live']))
+    if 'mismatched music' in rows:
+        mm = rows['mismatched music']
+        out += [_check(f'{final}: BAS above mismatched music', me['BAS'] > mm['BAS'], me['BAS'], mm['BAS']),
+                _check(f'{final}: FID_k vs mismatched music (real motion: not applicable)', None, me['FID_k'], mm['FID_k'])]
+    if final == FINAL_ROWS[0] and FINAL_ROWS[1] in rows:
+        g = rows[FINAL_ROWS[1]]
+        out += [_check('actor-critic raises BAS', me['BAS'] > g['BAS'], me['BAS'], g['BAS']),
+                _check('actor-critic: FID_k at most 10% higher', me['FID_k'] <= 1.1 * g['FID_k'], me['FID_k'], g['FID_k'])]
+    return out

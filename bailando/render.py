@@ -384,7 +384,7 @@ def bvh_positions(path) -> np.ndarray:
 
 # %% ../nbs/05_render.ipynb #8eacdde2
 PAPER_ROW = {'FID_k': 28.16, 'FID_g': 9.62, 'Div_k': 7.83, 'Div_g': 6.34, 'BAS': 0.2332}   # Bailando, CVPR 2022, Table 1
-METRIC_KEYS = list(PAPER_ROW)
+METRIC_KEYS = list(PAPER_ROW) + ['FID_g_live']   # FID_g over the relations that vary in the reference (chapter 04)
 
 def _img(fig) -> str:
     "A matplotlib figure as an inline base64 <img>."
@@ -420,6 +420,14 @@ def _metrics_section(run):
     head = ''.join(f'<th>{k}</th>' for k in METRIC_KEYS)
     body = ''.join(f'<tr><td>{html.escape(n)}</td>' + ''.join(f'<td>{cell(r.get(k))}</td>' for k in METRIC_KEYS) + '</tr>' for n, r in rows.items())
     return f'<table id="metrics-table"><tr><th>row</th>{head}</tr>{body}</table>'
+
+def _checks_section(run):
+    checks = _read_json(run/'results'/'checks.json')
+    if not isinstance(checks, list) or not checks: return '<p class="missing">not run (no results/checks.json)</p>'
+    word = {True: 'pass', False: 'FAIL', None: 'n/a'}
+    rows = ''.join(f"<tr><td>{word.get(c.get('ok'), '?')}</td><td>{html.escape(str(c.get('claim')))}</td>"
+                   f"<td>{c.get('ours', float('nan')):.4g}</td><td>{c.get('baseline', float('nan')):.4g}</td></tr>" for c in checks)
+    return f'<table id="checks-table"><tr><th></th><th>claim</th><th>ours</th><th>baseline</th></tr>{rows}</table>'
 
 def _curves_section(run):
     logs = sorted((run/'logs').glob('*.jsonl')) if (run/'logs').is_dir() else []
@@ -490,7 +498,7 @@ def _music_of(run, seq, T):
     "60-fps music features of sequence `seq`, from the data set named in `data.json`, or None."
     try:
         from bailando.data import music_features, music_path
-        root = (_read_json(run/'data.json') or {}).get('root')
+        root = (_read_json(run/'data.json') or {}).get('data_root')
         return music_features(music_path(root, seq))[:T] if root else None
     except Exception: return None
 
@@ -554,6 +562,7 @@ def write_report(run_dir, path=None) -> Path:
     run = Path(run_dir)
     if not run.is_dir(): raise FileNotFoundError(f'run folder not found: {run}')
     sections = [('Metrics', 'FID and diversity on kinetic (k) and geometric (g) features, Beat Align Score; the paper\'s published row first.', _metrics_section),
+                ('Checks', 'What the study must show, computed from the table (results/checks.json).', _checks_section),
                 ('Stage results', 'The summary numbers each stage wrote (results/*.json).', _results_section),
                 ('Training curves', 'Every logged loss of every stage (logs/*.jsonl).', _curves_section),
                 ('Codebook usage', 'How many codes the VQ-VAE uses.', _codebook_section),
@@ -576,7 +585,7 @@ def _study_job(run, d, size, fps):
     "`render_video` arguments for dance file `d`: its music and, when the data set has it, the ground truth beside it."
     from bailando.data import music_path, music_features, load_joints, genre_of, music_id_of
     joints, music, gt, beats = np.load(d, allow_pickle=False), None, None, None
-    root = (_read_json(run/'data.json') or {}).get('root')
+    root = (_read_json(run/'data.json') or {}).get('data_root')
     try: music = music_path(root, d.stem) if root else None
     except Exception: music = None                                           # not a sequence name, or no music file
     if music is not None:

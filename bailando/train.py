@@ -59,7 +59,7 @@ def run_data(out_dir, # the run folder
     info = Path(out_dir)/'data.json'
     if info.exists():
         d = json.loads(info.read_text())
-        if d.get('root') or d.get('data_root'): return Path(d.get('root') or d.get('data_root'))
+        if d.get('data_root'): return Path(d['data_root'])
     return main_first(bd.make_dataset, Path(out_dir)/'data', seed=seed, size=data_size, progress=False)
 
 def sequences(root, split:str) -> list[dict]:
@@ -114,7 +114,7 @@ def actor_critic_stage(out_dir, preset:str='paper', data_root:str='', data_size:
     gpt, vq = load_actor(out_dir, rank_device(device))
     pieces = main_first(fine_tuning_pieces, music_set, root, vq, gpt.meta.get('starts', {}), P['max_codes'], seed)
     return fine_tune(gpt, vq, pieces, out_dir, epochs=P['epochs'], batch_size=P['batch_size'], lr=P['lr'],
-                     actor_steps=actor_steps, critic_steps=critic_steps, windows_per_epoch=P['windows_per_epoch'],
+                     actor_steps=actor_steps, critic_steps=critic_steps, windows_per_epoch=P['windows_per_epoch'], critic_warmup=P['critic_warmup'],
                      variant=reward_variant, direction_rate=direction_rate, seed=seed, device=device, meta=gpt.meta)
 
 # %% ../nbs/08_train.ipynb #fb2dd806

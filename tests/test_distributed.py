@@ -10,6 +10,7 @@ from bailando.vqvae import (EMAQuantiser, SepVQVAE, vqvae_config, train_vqvae, m
                             this_rank, fit, vqvae_loss)
 from bailando.gpt import CrossCondGPT, gpt_config, train_gpt, window_length
 from bailando.actor_critic import fine_tune
+from tests.test_actor_critic import _pieces   # pieces of random music with a beat every 30 frames
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason='no gloo backend')
 
@@ -152,20 +153,13 @@ def test_gpt_two_ranks_equal_one_process(tmp_path):
 
 # --- actor-critic fine-tuning: rollouts shared among the ranks and gathered
 
-def _pieces(n=3, L=32, seed=0):
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        m60 = rng.normal(size=(8 * L, 438)).astype(np.float32); m60[:, 53] = 0; m60[::30, 53] = 1
-        out.append(dict(name=f'p{i}', music=rng.normal(size=(L, 438)).astype(np.float32), music60=m60, start=(i, i + 1)))
-    return out
 
 
 def _ac(run):
     torch.manual_seed(0)
     vq = SepVQVAE(vqvae_config('tiny')).eval()
     gpt = CrossCondGPT(gpt_config('tiny', vocab_up=16, vocab_down=16))
-    g, c = fine_tune(gpt, vq, _pieces(), run, epochs=2, batch_size=4, lr=1e-3, actor_steps=2, critic_steps=2, progress=False)
+    g, c = fine_tune(gpt, vq, _pieces(3), run, epochs=2, batch_size=4, lr=1e-3, actor_steps=2, critic_steps=2, progress=False)
     log = [json.loads(l) for l in (Path(run)/'logs/actor_critic.jsonl').read_text().splitlines()] if this_rank() == 0 else None
     return dict(gpt=g.state_dict(), critic=c.state_dict(), log=log)
 

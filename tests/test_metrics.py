@@ -316,3 +316,19 @@ def test_evaluate_on_the_embedded_data_set(tmp_path):
     assert set(M.PAPER_KEYS) <= set(row) and all(np.isfinite(row[k]) for k in M.PAPER_KEYS)
     assert 0 < row['BAS'] <= 1 and row['n_reference'] == len(bd.read_split(root, 'all'))
     assert len(list((tmp_path / 'cache').glob('*.npz'))) == 1
+
+
+def test_fid_g_live_leaves_out_relations_the_reference_never_shows():
+    "FID_g divides a never-varying relation by eps and explodes; FID_g_live is FID_g over the varying ones only."
+    from bailando.metrics import features, normalize, fid, evaluate
+    rng = np.random.default_rng(0)
+    walk = lambda n: np.cumsum(rng.normal(scale=0.02, size=(n, 24, 3)), 0).astype(np.float32)
+    dances, refs = [walk(200) for _ in range(6)], [walk(300) for _ in range(12)]
+    rk, rm = features(refs, None); gk, gm = features(dances)
+    col = int(np.argmax(gm.std(0)))               # a relation the generated dances show
+    rm[:, col] = 0.0                              # ... and the reference never does
+    row = evaluate(dances, None, {'kinetic': rk, 'manual': rm})
+    live = rm.std(0) > 0
+    r_, g_ = normalize(rm, gm)
+    assert not live[col] and row['FID_g'] > 1e6 * row['FID_g_live']
+    assert np.isclose(row['FID_g_live'], fid(g_[:, live], r_[:, live]))

@@ -96,6 +96,10 @@ def _fake_run(run: Path, partial=False):
     (run/'results'/'vqvae.json').write_text(json.dumps({'mpjpe_mm': 50.0, 'usage_up': 0.61, 'usage_down': 0.42,
                                                         'code_counts': [int(c) for c in np.random.default_rng(0).poisson(3, 64)]}))
     (run/'results'/'actor_critic.json').write_text(json.dumps({'before': {'BAS': 0.21}, 'after': {'BAS': 0.24}, 'reward': [0.0, 0.1], 'bas': [0.2, 0.21]}))
+    (run/'results'/'checks.json').write_text(json.dumps([
+        {'claim': 'fake model: BAS above random codes', 'ok': True, 'ours': 0.3, 'baseline': 0.2},
+        {'claim': 'actor-critic raises BAS', 'ok': False, 'ours': 0.1, 'baseline': 0.2},
+        {'claim': 'fake model: FID_k vs mismatched music (real motion: not applicable)', 'ok': None, 'ours': 99.5, 'baseline': 17.1}]))
     (run/'checkpoints').mkdir(); torch.save({'model': torch.nn.Linear(4, 3).state_dict()}, run/'checkpoints'/'gpt.pt')
     nb = {'cells': [], 'metadata': {'papermill': {'input_path': 'nbs/01_vqvae.ipynb', 'output_path': str(run/'01_vqvae.ipynb'),
                                                   'parameters': {'out_dir': str(run), 'epochs': 3}}}, 'nbformat': 4, 'nbformat_minor': 5}
@@ -105,6 +109,7 @@ def _fake_run(run: Path, partial=False):
 def test_report_of_a_partial_run_says_not_run(tmp_path):
     rep = write_report(_fake_run(tmp_path/'run', partial=True)).read_text()
     assert 'id="metrics-table"' in rep and '28.16' in rep and '0.2332' in rep and '99.50' in rep
+    assert 'not run (no results/checks.json)' in rep
     assert 'not run (no checkpoints' in rep and 'not run (no logs/actor_critic.jsonl)' in rep and 'data:video/mp4;base64,' in rep
     with pytest.raises(FileNotFoundError, match='run folder not found'): write_report(tmp_path/'nowhere')
 
@@ -112,6 +117,8 @@ def test_report_of_a_full_run(tmp_path):
     rep = write_report(_fake_run(tmp_path/'run')).read_text()
     assert 'not run' not in rep and '<td>15</td>' in rep and '<td>mpjpe_mm</td><td>50</td>' in rep and 'papermill nbs/01_vqvae.ipynb' in rep and '-p epochs 3' in rep
     assert rep.count('data:image/png;base64,') >= 6 and 'bailando study --name fake' in rep and 'usage_up = 0.61' in rep
+    assert 'id="checks-table"' in rep and '<td>FAIL</td><td>actor-critic raises BAS</td><td>0.1</td><td>0.2</td>' in rep
+    assert '<td>pass</td><td>fake model: BAS above random codes</td>' in rep and '<td>n/a</td>' in rep
 
 def _chromium():
     exe = shutil.which('chromium') or shutil.which('chromium-browser')
