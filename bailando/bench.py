@@ -146,7 +146,7 @@ def bench_plan(devices:list[str], presets=('cpu', 'paper'), quick:bool=False) ->
                      (f'GPT train ({p}, batch 32)', 'gpt_train', dict(preset=p, repeats=reps), dev),
                      (f'generate 1 x 20 s ({p})', 'generate', dict(preset=p, repeats=reps), dev),
                      (f'generate 32 x 20 s ({p})', 'generate', dict(preset=p, repeats=1, n_dances=32), dev)]
-            if dev == 'cuda':
+            if dev == 'cuda' or p == 'cpu':   # bf16 autocast: on every GPU, and on the CPU for the cpu preset
                 rows += [(f'VQ-VAE train ({p}, batch 32, bf16)', 'vqvae_train', dict(preset=p, repeats=reps, bf16=True), dev),
                          (f'GPT train ({p}, batch 32, bf16)', 'gpt_train', dict(preset=p, repeats=reps, bf16=True), dev)]
     n_ref = 100 if quick else 1363

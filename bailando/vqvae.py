@@ -459,7 +459,7 @@ def _rank_mean(loss, parts:dict) -> tuple[float, dict]:
 
 def _step(model, batch, loss_fn, opt, device, bf16):
     "One optimisation step; returns (loss, parts), averaged over the ranks under torch.distributed."
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == 'cuda'):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         loss, parts = loss_fn(model, to_device(batch, device))
     value, parts = _rank_mean(loss, parts) if world_size() > 1 else (loss.item(), {k: float(v) for k, v in parts.items()})
     if not math.isfinite(value): raise FloatingPointError(f'the loss is {value}: training diverged')  # on every rank alike
@@ -480,7 +480,7 @@ def fit(model,                    # an nn.Module
         gamma:float=0.1,          # MultiStepLR factor
         seed:int=0,               # fixes shuffling and every other draw
         device='auto',            # 'auto', 'cpu', 'cuda', ...
-        bf16:bool=False,          # bf16 autocast (CUDA only)
+        bf16:bool=False,          # bf16 autocast (CUDA; or a CPU with bf16 instructions, see chapter 07)
         ckpt_every:int=1,         # checkpoint every N epochs (and at the end)
         config:dict=None,         # saved in the checkpoint; a resume with another config is refused
         params=None,              # parameters (or param groups) to optimise; default: all that require grad

@@ -120,6 +120,20 @@ def test_fit_resume_generic(tmp_path):
     with pytest.raises(ValueError, match='config'): fit(net(0), ds, mse, run_dir=tmp_path/'b', epochs=5, **dict(kw, config={'k': 2}))
 
 
+def test_fit_bf16_autocasts_on_the_cpu_too(tmp_path):
+    "bf16=True trains under bf16 autocast on the CPU as well (chapter 07 measures it): same loop, bf16-rounded numbers."
+    X = torch.randn(64, 16); ds = torch.utils.data.TensorDataset(X, X @ torch.randn(16, 1))
+    def net(): torch.manual_seed(0); return torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
+    def mse(m, b): l = torch.nn.functional.mse_loss(m(b[0]).float(), b[1]); return l, {'mse': l.item()}
+    kw = dict(name='toy', epochs=3, batch_size=16, lr=1e-2, device='cpu', seed=1)
+    a, b = fit(net(), ds, mse, run_dir=tmp_path/'fp32', **kw), fit(net(), ds, mse, run_dir=tmp_path/'bf16', bf16=True, **kw)
+    wa, wb = a[0].weight, b[0].weight
+    assert wa.dtype == wb.dtype == torch.float32 and torch.isfinite(wb).all()
+    assert not torch.equal(wa, wb) and torch.allclose(wa, wb, atol=0.05)
+    la, lb = (read_log(tmp_path/d/'logs/toy.jsonl')[-1]['mse'] for d in ('fp32', 'bf16'))
+    assert lb < read_log(tmp_path/'bf16/logs/toy.jsonl')[0]['mse'] and abs(la - lb) < 0.2 * la
+
+
 def test_checkpoint_errors(tmp_path):
     m = _train(tmp_path, 1, 1)
     ck = tmp_path/'checkpoints/vqvae_root.pt'
