@@ -19,12 +19,12 @@ from .metrics import motion_beats, music_beats, beat_align_score
 __all__ = ['BEAT_REWARD', 'AUDIO_SUFFIXES', 'AC_PRESETS', 'unit_flags', 'beat_reward', 'direction_reward', 'critic_config',
            'Critic', 'prefix_steps', 'state_features', 'actor_loss', 'td_error', 'ac_update', 'ac_optimizer',
            'make_windows', 'piece_reward', 'pieces_from_sequences', 'pieces_from_folder', 'dance_bas', 'rollout',
-           'rollout_windows', 'rollout_ranks', 'fine_tune', 'load_actor', 'fine_tuning_pieces']
+           'rollout_windows', 'rollout_ranks', 'fine_tune', 'load_actor', 'fine_tuning_pieces', 'ac_settings']
 
 # %% ../nbs/03_actor_critic.ipynb #70828976
 import os
 import torch.distributed as dist
-from .vqvae import in_group, world_size, this_rank, is_main, barrier, gather_objects, from_main, rank_device, data_parallel
+from .vqvae import in_group, world_size, this_rank, is_main, barrier, gather_objects, from_main, rank_device, data_parallel, rank_mean
 
 # %% ../nbs/03_actor_critic.ipynb #1e9e3b63
 def unit_flags(frames, # frame indices of events (beats)
@@ -152,12 +152,10 @@ def ac_update(gpt:CrossCondGPT, critic:Critic, opt:torch.optim.Optimizer, batch:
         d2 = td_error(critic, feat, reward, gamma).pow(2)
         c_loss = d2.mean() if norm_c is None else d2.sum() / norm_c
         c_loss.backward(); opt.step()
-    if norm_a is None:
-        return dict(reward=float((reward * mask).sum() / mask.sum().clamp_min(1)), critic_loss=c_loss.item(),
-                    actor_loss=a_loss.item(), td2=td.pow(2).mean().item())
-    # each rank's share of the global means: their mean over the ranks is the global batch's value
-    return dict(reward=float((reward * mask).sum() / norm_a), critic_loss=c_loss.item(), actor_loss=a_loss.item(),
-                td2=float(td.pow(2).sum() / norm_c))
+    # in a process group each rank's share of the global means: their mean over the ranks is the global batch's value
+    n_a, n_c = (mask.sum().clamp_min(1), td.numel()) if norm_a is None else (norm_a, norm_c)
+    return dict(reward=float((reward * mask).sum() / n_a), critic_loss=c_loss.item(), actor_loss=a_loss.item(),
+                td2=float(td.pow(2).sum() / n_c))
 
 # %% ../nbs/03_actor_critic.ipynb #7bed5bdd
 def ac_optimizer(gpt:CrossCondGPT, critic:Critic, lr:float=1e-5, betas=(0.5, 0.999)) -> torch.optim.Optimizer:
@@ -309,12 +307,6 @@ def _ac_parallel(gpt:CrossCondGPT, critic:Critic, dev) -> tuple:
     if not in_group(): return gpt, critic
     return _Actor(gpt.base, data_parallel(gpt.head, dev)), data_parallel(critic, dev)
 
-def _rank_mean_stats(st:dict, dev) -> dict:
-    "A batch's statistics averaged over the ranks."
-    v = torch.tensor(list(st.values()), dtype=torch.float64, device=dev)
-    dist.all_reduce(v)
-    return dict(zip(st, (v / world_size()).tolist()))
-
 # %% ../nbs/03_actor_critic.ipynb #fbf77f0d
 def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT stage), its VQ-VAE, the fine-tuning music
               run_dir, # the run folder: checkpoints/actor_critic.pt, logs/actor_critic.jsonl
@@ -362,7 +354,7 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
             for i in tqdm(range(0, len(order), batch_size), desc=f'{name} {epoch + 1}/{epochs}', disable=not (progress and main), leave=False):
                 batch = {k: v[order[i:i + batch_size][rank::ranks]].to(dev) for k, v in data.items()}   # this rank's share
                 st = ac_update(actor, judge, opt, batch, actor_steps if epoch >= critic_warmup else 0, critic_steps, gamma, ranks)
-                if ranks > 1: st = _rank_mean_stats(st, dev)
+                st = dict(zip(st, rank_mean(st.values(), dev)))   # averaged over the ranks
                 f.write(json.dumps(dict(epoch=epoch, step=step, **st)) + '\n'); step += 1; nb += 1
                 for k in sums: sums[k] += st[k]
             f.write(json.dumps(dict(epoch=epoch, kind='epoch', **{k: v / nb for k, v in sums.items()},
@@ -398,3 +390,13 @@ AC_PRESETS = {
     'cpu':   dict(epochs=2, batch_size=32, lr=1e-4, max_codes=0, windows_per_epoch=320, eval_codes=0, critic_warmup=1),
     'tiny':  dict(epochs=1, batch_size=16, lr=1e-4, max_codes=32, windows_per_epoch=0, eval_codes=32, critic_warmup=0),
 }
+
+def ac_settings(preset:str, # a key of AC_PRESETS
+                epochs:int=0, batch_size:int=0, lr:float=0.0, # 0 = the preset's
+                max_codes:int=-1, # -1 = the preset's (0: whole pieces)
+               ) -> dict:
+    "The preset's fine-tuning settings, with the given overrides."
+    if preset not in AC_PRESETS: raise ValueError(f'unknown preset {preset!r}; choose one of {list(AC_PRESETS)}')
+    P = dict(AC_PRESETS[preset], **{k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr).items() if v})
+    if max_codes >= 0: P['max_codes'] = max_codes
+    return P

@@ -17,7 +17,7 @@ __all__ = ['STAGES', 'CHAPTERS', 'init_distributed', 'cleanup', 'main_first', 'r
 import bailando.data as bd
 from .vqvae import vqvae_config, train_vqvae, load_vqvae, in_group, is_main, barrier, from_main, rank_device
 from .gpt import gpt_config, encode_sequences, train_gpt, window_length
-from .actor_critic import AC_PRESETS, load_actor, fine_tuning_pieces, fine_tune
+from .actor_critic import ac_settings, load_actor, fine_tuning_pieces, fine_tune
 
 # %% ../nbs/08_train.ipynb #5bf69af5
 def init_distributed(backend:str='auto', # 'auto' (NCCL when training on GPUs, else gloo), 'nccl' or 'gloo'
@@ -104,9 +104,7 @@ def actor_critic_stage(out_dir, preset:str='paper', data_root:str='', data_size:
                        actor_steps:int=5, critic_steps:int=5, reward_variant:str='code', direction_rate:float=0.0,
                       ):
     "Actor-critic fine-tuning, as chapter 03 runs it on the run's GPT: checkpoints/actor_critic.pt."
-    if preset not in AC_PRESETS: raise ValueError(f'unknown preset {preset!r}; choose one of {list(AC_PRESETS)}')
-    P = dict(AC_PRESETS[preset], **{k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr).items() if v})
-    if max_codes >= 0: P['max_codes'] = max_codes
+    P = ac_settings(preset, epochs, batch_size, lr, max_codes)
     gpt_path = Path(out_dir)/'checkpoints'/'gpt.pt'
     if not from_main(gpt_path.exists()):
         raise FileNotFoundError(f'{gpt_path}: no GPT in this run yet; train it first (python -m bailando.train gpt ...)')

@@ -14,10 +14,10 @@ import torch.distributed as dist
 from .data import atomic_write, pick_device, split_halves, merge_halves, root_velocity
 
 # %% auto #0
-__all__ = ['PRESETS', 'vqvae_config', 'zero_root', 'integrate_root', 'ResBlock', 'res_stack', 'encoder', 'decoder',
-           'EMAQuantiser', 'motion_l1', 'HalfVQVAE', 'SepVQVAE', 'n_params', 'read_checkpoint', 'same_arch',
-           'load_vqvae', 'in_group', 'world_size', 'this_rank', 'is_main', 'barrier', 'gather_objects', 'from_main',
-           'rank_device', 'data_parallel', 'unwrap', 'rng_state', 'set_rng_state', 'to_device', 'read_log', 'fit',
+__all__ = ['PRESETS', 'vqvae_config', 'zero_root', 'integrate_root', 'ResBlock', 'res_stack', 'encoder', 'decoder', 'in_group',
+           'world_size', 'EMAQuantiser', 'motion_l1', 'HalfVQVAE', 'SepVQVAE', 'n_params', 'read_checkpoint',
+           'same_arch', 'load_vqvae', 'this_rank', 'is_main', 'barrier', 'gather_objects', 'from_main', 'rank_device',
+           'data_parallel', 'unwrap', 'rng_state', 'set_rng_state', 'to_device', 'read_log', 'rank_mean', 'fit',
            'vqvae_loss', 'root_loss', 'codebook_log', 'motion_windows', 'train_vqvae', 'reconstruct', 'evaluate_vqvae',
            'draw_pose']
 
@@ -89,7 +89,13 @@ def decoder(c_out:int, width:int, emb:int, depth:int, downs:int, growth:int):
     return nn.Sequential(*layers, nn.Conv1d(emb, c_out, 3, 1, 1))
 
 # %% ../nbs/01_vqvae.ipynb #919756b5
-def _dist(): return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+def in_group() -> bool:
+    "Whether this process belongs to a `torch.distributed` process group (of any size)."
+    return dist.is_available() and dist.is_initialized()
+
+def world_size() -> int:
+    "Ranks training together (1 in a plain process)."
+    return dist.get_world_size() if in_group() else 1
 
 class EMAQuantiser(nn.Module):
     "Nearest-neighbour codebook (`n_codes` x `dim`) learned by exponential moving averages."
@@ -115,13 +121,13 @@ class EMAQuantiser(nn.Module):
 
     def sync_stats(self, count, total): # (K,), (K, D)
         "Sum a step's code counts and vector sums over the ranks (a no-op on one process)."
-        if _dist(): dist.all_reduce(count); dist.all_reduce(total)
+        if world_size() > 1: dist.all_reduce(count); dist.all_reduce(total)
         return count, total
 
     def global_rows(self, z,            # (N, D) this rank's rows
                     per_item:int=1):    # consecutive rows of one batch item (its time steps)
         "`random_rows` of the global batch, equal on every rank: rank 0 draws from all ranks' rows, then broadcasts."
-        if not _dist(): return self.random_rows(z)
+        if world_size() == 1: return self.random_rows(z)
         n, main = dist.get_world_size(), dist.get_rank() == 0
         parts = [torch.empty_like(z) for _ in range(n)] if main else None
         dist.gather(z.contiguous(), parts, dst=0)
@@ -317,14 +323,6 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 
 # %% ../nbs/01_vqvae.ipynb #41bdd9ae
-def in_group() -> bool:
-    "Whether this process belongs to a `torch.distributed` process group (of any size)."
-    return dist.is_available() and dist.is_initialized()
-
-def world_size() -> int:
-    "Ranks training together (1 in a plain process)."
-    return dist.get_world_size() if in_group() else 1
-
 def this_rank() -> int:
     "This process's global rank (0 in a plain process)."
     return dist.get_rank() if in_group() else 0
@@ -450,18 +448,20 @@ def _save(path, model, opt, sched, epoch, config):
                      epoch=epoch, rng=rng, **(dict(rng_ranks=ranks) if ranks else {})), path)
 
 # %% ../nbs/01_vqvae.ipynb #a21fc5c9
-def _rank_mean(loss, parts:dict) -> tuple[float, dict]:
-    "The loss and its parts averaged over the ranks (each a mean over the rank's equal share of the global batch)."
-    v = torch.tensor([loss.item(), *map(float, parts.values())], dtype=torch.float64, device=loss.device)
+def rank_mean(values, # floats (or 0-d tensors), e.g. a step's loss and its parts
+              device) -> list[float]:
+    "Each value averaged over the ranks, summed in float64 (the values themselves, as floats, in a plain process)."
+    if world_size() == 1: return [float(v) for v in values]
+    v = torch.tensor([float(x) for x in values], dtype=torch.float64, device=device)
     dist.all_reduce(v)
-    v = (v / world_size()).tolist()
-    return v[0], dict(zip(parts, v[1:]))
+    return (v / world_size()).tolist()
 
 def _step(model, batch, loss_fn, opt, device, bf16):
     "One optimisation step; returns (loss, parts), averaged over the ranks under torch.distributed."
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         loss, parts = loss_fn(model, to_device(batch, device))
-    value, parts = _rank_mean(loss, parts) if world_size() > 1 else (loss.item(), {k: float(v) for k, v in parts.items()})
+    value, *rest = rank_mean([loss.item(), *parts.values()], loss.device)   # each rank's mean is over an equal share
+    parts = dict(zip(parts, rest))
     if not math.isfinite(value): raise FloatingPointError(f'the loss is {value}: training diverged')  # on every rank alike
     opt.zero_grad(set_to_none=True)
     loss.backward()
