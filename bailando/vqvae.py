@@ -505,7 +505,7 @@ def fit(model,                    # an nn.Module
         if main: _trim_log(log, start)
     if main: log.parent.mkdir(parents=True, exist_ok=True)
     net = data_parallel(model, device)
-    step = start * (len(_batches(dataset, batch_size, seed, 0)) if in_group() else -(-len(dataset) // batch_size))
+    step = start * len(_batches(dataset, batch_size, seed, 0))   # steps of the epochs already done
     for epoch in range(start, epochs):
         net.train()
         dl = _batches(dataset, batch_size, seed, epoch)

@@ -120,6 +120,18 @@ def test_fit_resume_generic(tmp_path):
     with pytest.raises(ValueError, match='config'): fit(net(0), ds, mse, run_dir=tmp_path/'b', epochs=5, **dict(kw, config={'k': 2}))
 
 
+def test_resumed_log_counts_steps_like_a_straight_run(tmp_path):
+    "With a last partial batch dropped (42 items, batch 8: 5 steps an epoch), a resumed run numbers its steps as a straight one."
+    X = torch.randn(42, 4); ds = torch.utils.data.TensorDataset(X, X.sum(1, keepdim=True))
+    def mse(m, b): l = torch.nn.functional.mse_loss(m(b[0]), b[1]); return l, {'mse': l.item()}
+    kw = dict(name='toy', batch_size=8, lr=1e-2, device='cpu', seed=5)
+    fit(torch.nn.Linear(4, 1), ds, mse, run_dir=tmp_path/'a', epochs=3, **kw)
+    fit(torch.nn.Linear(4, 1), ds, mse, run_dir=tmp_path/'b', epochs=1, **kw)
+    fit(torch.nn.Linear(4, 1), ds, mse, run_dir=tmp_path/'b', epochs=3, **kw)
+    steps = [[r['step'] for r in read_log(tmp_path/d/'logs/toy.jsonl') if 'step' in r] for d in ('a', 'b')]
+    assert steps[0] == steps[1] == list(range(15))
+
+
 def test_fit_bf16_autocasts_on_the_cpu_too(tmp_path):
     "bf16=True trains under bf16 autocast on the CPU as well (chapter 07 measures it): same loop, bf16-rounded numbers."
     X = torch.randn(64, 16); ds = torch.utils.data.TensorDataset(X, X @ torch.randn(16, 1))
