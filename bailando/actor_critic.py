@@ -19,7 +19,8 @@ from .metrics import motion_beats, music_beats, beat_align_score
 __all__ = ['BEAT_REWARD', 'AUDIO_SUFFIXES', 'AC_PRESETS', 'unit_flags', 'beat_reward', 'direction_reward', 'critic_config',
            'Critic', 'prefix_steps', 'state_features', 'actor_loss', 'td_error', 'ac_update', 'ac_optimizer',
            'make_windows', 'piece_reward', 'pieces_from_sequences', 'pieces_from_folder', 'dance_bas', 'rollout',
-           'rollout_windows', 'rollout_ranks', 'fine_tune', 'load_actor', 'fine_tuning_pieces', 'ac_settings']
+           'rollout_windows', 'rollout_ranks', 'fine_tune', 'load_actor', 'fine_tuning_pieces', 'ac_settings',
+           'fine_tune_args']
 
 # %% ../nbs/03_actor_critic.ipynb #70828976
 import os
@@ -158,10 +159,13 @@ def ac_update(gpt:CrossCondGPT, critic:Critic, opt:torch.optim.Optimizer, batch:
                 td2=float(td.pow(2).sum() / n_c))
 
 # %% ../nbs/03_actor_critic.ipynb #7bed5bdd
-def ac_optimizer(gpt:CrossCondGPT, critic:Critic, lr:float=1e-5, betas=(0.5, 0.999)) -> torch.optim.Optimizer:
+def ac_optimizer(gpt:CrossCondGPT, critic:Critic, lr:float=1e-5, betas=(0.5, 0.999),
+                 critic_lr:float=0.0, # the critic's learning rate (0: `lr`, as released: one optimiser, one rate)
+                ) -> torch.optim.Optimizer:
     "Adam over the GPT head and the critic (the base stays frozen)."
     for p in gpt.base.parameters(): p.requires_grad_(False)
-    return torch.optim.Adam(list(gpt.head.parameters()) + list(critic.parameters()), lr=lr, betas=betas)
+    return torch.optim.Adam([dict(params=list(gpt.head.parameters())),
+                             dict(params=list(critic.parameters()), lr=critic_lr or lr)], lr=lr, betas=betas)
 
 # %% ../nbs/03_actor_critic.ipynb #158ca391
 def make_windows(up:np.ndarray, down:np.ndarray, # (L,) generated codes of one piece
@@ -314,6 +318,7 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
               actor_steps:int=5, critic_steps:int=5, gamma:float=1.0,
               windows_per_epoch:int=0, # windows drawn per epoch (0: as many as there are, as released)
               critic_warmup:int=0, # first epochs that train the critic only (the released `pretrain_critic_epoch`, 0)
+              critic_lr:float=0.0, # the critic's learning rate (0: `lr`, as released)
               variant:str='code', direction_rate:float=0.0, # the reward
               critic_layers:int=3, seed:int=0, device='auto', meta:dict|None=None, # meta: the GPT checkpoint's config
               name:str='actor_critic', progress:bool=True,
@@ -328,7 +333,7 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
     short = [p['name'] for p in pieces if len(p['music']) < window]
     if short: raise ValueError(f'{len(short)} piece(s) are shorter than one window of {window} codes: {short[:5]}')
     ac = dict(batch_size=batch_size, lr=lr, betas=list(betas), actor_steps=actor_steps, critic_steps=critic_steps,
-              gamma=gamma, windows_per_epoch=windows_per_epoch, critic_warmup=critic_warmup, variant=variant,
+              gamma=gamma, windows_per_epoch=windows_per_epoch, critic_warmup=critic_warmup, critic_lr=critic_lr, variant=variant,
               direction_rate=direction_rate,
               critic_layers=critic_layers, seed=seed,
               pieces=[p['name'] for p in pieces])
@@ -336,7 +341,7 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
     bd.seed_everything(seed)
     gpt.to(dev); vq.to(dev).eval()
     critic = Critic(critic_config(gpt.config, critic_layers)).to(dev)
-    opt = ac_optimizer(gpt, critic, lr, betas)
+    opt = ac_optimizer(gpt, critic, lr, betas, critic_lr)
     start = _ac_resume(ckpt, gpt, critic, opt, config) if from_main(ckpt.exists()) else 0
     rows = [r for r in _read_log(log) if r.get('epoch', 0) < start] if main else []
     if main: bd.atomic_write(log, lambda tmp: Path(tmp).write_text(''.join(json.dumps(r) + '\n' for r in rows)))
@@ -386,9 +391,12 @@ def fine_tuning_pieces(music_set:str, # 'test' (the paper's, transductive), 'tra
 
 # %% ../nbs/03_actor_critic.ipynb #1bb17394
 AC_PRESETS = {
-    'paper': dict(epochs=10, batch_size=128, lr=1e-5, max_codes=0, windows_per_epoch=0, eval_codes=0, critic_warmup=0),
-    'cpu':   dict(epochs=2, batch_size=32, lr=1e-4, max_codes=0, windows_per_epoch=320, eval_codes=0, critic_warmup=1),
-    'tiny':  dict(epochs=1, batch_size=16, lr=1e-4, max_codes=32, windows_per_epoch=0, eval_codes=32, critic_warmup=0),
+    'paper': dict(epochs=10, batch_size=128, lr=1e-5, max_codes=0, windows_per_epoch=0, eval_codes=0, critic_warmup=0,
+                  gamma=1.0, critic_lr=0.0),
+    'cpu':   dict(epochs=3, batch_size=32, lr=3e-5, max_codes=0, windows_per_epoch=320, eval_codes=0, critic_warmup=1,
+                  gamma=0.0, critic_lr=1e-3),
+    'tiny':  dict(epochs=1, batch_size=16, lr=1e-4, max_codes=32, windows_per_epoch=0, eval_codes=32, critic_warmup=0,
+                  gamma=1.0, critic_lr=0.0),
 }
 
 def ac_settings(preset:str, # a key of AC_PRESETS
@@ -400,3 +408,7 @@ def ac_settings(preset:str, # a key of AC_PRESETS
     P = dict(AC_PRESETS[preset], **{k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr).items() if v})
     if max_codes >= 0: P['max_codes'] = max_codes
     return P
+
+def fine_tune_args(P:dict) -> dict:
+    "The `fine_tune` keyword arguments of a preset's settings (from `ac_settings`)."
+    return {k: P[k] for k in ('epochs', 'batch_size', 'lr', 'windows_per_epoch', 'critic_warmup', 'gamma', 'critic_lr')}

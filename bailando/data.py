@@ -481,7 +481,7 @@ GENRES = {  # genre: (BPM range, kick on every beat?, hats per beat, move vocabu
     'gJB': ((100, 135), False, 4, 'bounce kick step punch turn', 0.15),
 }
 MUSIC_SR = 30720
-GENERATOR_VERSION = 3  # bump whenever the generator changes: a stale data set is then rebuilt
+GENERATOR_VERSION = 4  # bump whenever the generator changes: a stale data set is then rebuilt
 
 # %% ../nbs/00_data.ipynb #c107465d
 def _synth_music(rng, genre:str, bpm:float, seconds:float, t0:float) -> np.ndarray:
@@ -534,7 +534,7 @@ def _rest_pose(rng) -> np.ndarray:
     p[16, 2], p[17, 2] = -1.15, 1.15                                             # arms down
     p[18, 1], p[19, 1] = -0.35, 0.35                                             # elbows a bit bent
     p[[4, 5], 0] = 0.15; p[[1, 2], 0] = -0.08; p[[7, 8], 0] = -0.07              # soft knees
-    return p + rng.normal(scale=0.04, size=p.shape).astype(np.float32)
+    return p + rng.normal(scale=0.015, size=p.shape).astype(np.float32)
 
 # %% ../nbs/00_data.ipynb #289af372
 def _move(name:str, i:int, side:int, a:float) -> tuple:
@@ -593,14 +593,14 @@ def _choreography(rng, genre:str, n_beats:int) -> tuple:
     rest = _rest_pose(rng); keys, xz, yaw = [], [np.zeros(2, np.float32)], [0.0]
     dip, swing, twist = rng.uniform(0.4, 0.8), rng.uniform(0.4, 0.9), rng.uniform(0.1, 0.3)   # this dancer's groove
     while len(keys) < n_beats:
-        name = vocab[rng.choice(len(vocab), p=w)]; length = 2 if name == 'turn' else int(rng.choice([4, 8]))
+        name = vocab[rng.choice(len(vocab), p=w)]; length = 4 if name == 'turn' else int(rng.choice([4, 8]))
         side, a = int(rng.choice([-1, 1])), rng.uniform(0.8, 1.25)
         for i in range(length):
             d, st, yw = _move(name, i, side, a)
             alt = 1 if len(keys) % 2 == 0 else -1                                        # the groove under every move
             d[[4, 5], 0] += dip * (alt > 0); d[[1, 2], 0] -= 0.5 * dip * (alt > 0); d[[7, 8], 0] -= 0.4 * dip * (alt > 0)
             d[16, 0] += swing * alt; d[17, 0] -= swing * alt; d[6, 1] += twist * alt
-            keys.append(rest + d + rng.normal(scale=0.03, size=d.shape).astype(np.float32))
+            keys.append(rest + d + rng.normal(scale=0.015, size=d.shape).astype(np.float32))
             xz.append(0.93 * xz[-1] + st); yaw.append(yaw[-1] + yw)
     keys = np.clip(np.stack(keys[:n_beats]), _LIMITS[..., 0], _LIMITS[..., 1])
     return keys, np.stack(xz[1:n_beats + 1]), np.array(yaw[1:n_beats + 1], np.float32)
@@ -629,7 +629,7 @@ def _synth_dance(rng, genre:str, bpm:float, t0:float, seconds:float) -> tuple:
     u = np.clip((u - hold) / (1 - 2 * hold), 0, 1)                                  # a short hold around each beat
     e = u**3 * (10 - 15 * u + 6 * u * u)                                              # smootherstep: still on the beat
     lerp = lambda k: k[b] + (k[b + 1] - k[b]) * e.reshape((-1,) + (1,) * (k.ndim - 1))
-    eul, root_xz, root_yaw = lerp(keys), lerp(xz), lerp(yaw) + rng.uniform(-np.pi, np.pi) * 0.25
+    eul, root_xz, root_yaw = lerp(keys), lerp(xz), lerp(yaw) + rng.uniform(-np.pi, np.pi) * 0.1
     poses = _euler_to_rotvec(eul)                                                     # (N, 24, 3)
     poses[:, 0] = _compose_root(eul[:, 0], root_yaw)
     trans = np.zeros((N, 3), np.float32); trans[:, [0, 2]] = root_xz

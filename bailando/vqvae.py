@@ -26,13 +26,16 @@ _MODEL_KEYS = ('width', 'depth', 'emb', 'n_codes', 'downs', 'growth')
 PRESETS = {
     'paper': dict(width=512, depth=3, emb=512, n_codes=512, downs=3, growth=3, decay=0.99, commit=0.02, vel=1.0, acc=1.0,
                   root_acc=1.0, window=240, epochs=500, batch_size=32, lr=3e-5, betas=(0.5, 0.999), milestones=(100, 200),
-                  gamma=0.1, stride=40, root_epochs=500, root_batch_size=8, root_lr=5e-5, root_betas=(0.9, 0.999), root_stride=8),
+                  gamma=0.1, stride=40, root_epochs=500, root_batch_size=8, root_lr=5e-5, root_betas=(0.9, 0.999), root_stride=8,
+                  root_milestones=(), root_gamma=0.1),
     'cpu': dict(width=64, depth=3, emb=64, n_codes=128, downs=3, growth=3, decay=0.99, commit=0.02, vel=1.0, acc=1.0,
-                root_acc=1.0, window=240, epochs=20, batch_size=32, lr=2e-3, betas=(0.9, 0.999), milestones=(14, 18),
-                gamma=0.3, stride=32, root_epochs=10, root_batch_size=32, root_lr=1e-3, root_betas=(0.9, 0.999), root_stride=32),
+                root_acc=1.0, window=240, epochs=22, batch_size=16, lr=2e-3, betas=(0.9, 0.999), milestones=(15, 20),
+                gamma=0.3, stride=32, root_epochs=10, root_batch_size=32, root_lr=1e-3, root_betas=(0.9, 0.999), root_stride=32,
+                root_milestones=(6, 8), root_gamma=0.3),
     'tiny': dict(width=16, depth=2, emb=16, n_codes=16, downs=3, growth=3, decay=0.9, commit=0.02, vel=1.0, acc=1.0,
                  root_acc=1.0, window=48, epochs=2, batch_size=8, lr=1e-3, betas=(0.9, 0.999), milestones=(),
-                 gamma=0.1, stride=24, root_epochs=2, root_batch_size=8, root_lr=1e-3, root_betas=(0.9, 0.999), root_stride=24),
+                 gamma=0.1, stride=24, root_epochs=2, root_batch_size=8, root_lr=1e-3, root_betas=(0.9, 0.999), root_stride=24,
+                 root_milestones=(), root_gamma=0.1),
 }
 
 def vqvae_config(preset:str='paper', # 'paper', 'cpu' or 'tiny'
@@ -580,7 +583,7 @@ def train_vqvae(cfg:dict,               # from vqvae_config
         params=model.stage('vq'), log_extra=codebook_log, config=_stage_config(cfg, 'vq'), **common)
     fit(model, motion_windows(seqs, cfg['window'], cfg['root_stride']), root_loss, name='vqvae_root',
         epochs=cfg['root_epochs'], batch_size=cfg['root_batch_size'], lr=cfg['root_lr'], betas=cfg['root_betas'],
-        params=model.stage('root'), config=_stage_config(cfg, 'root'), **common)
+        milestones=cfg['root_milestones'], gamma=cfg['root_gamma'], params=model.stage('root'), config=_stage_config(cfg, 'root'), **common)
     return model.eval()
 
 # %% ../nbs/01_vqvae.ipynb #491cffbe
