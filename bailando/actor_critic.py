@@ -13,14 +13,14 @@ import bailando.data as bd
 from torch import nn
 import torch.nn.functional as F
 from .gpt import GPTHead, gpt_config, CrossCondGPT
-from .metrics import motion_beats, music_beats, beat_align_score
+from .metrics import motion_beats, music_beats, beat_align_score, kinetic_features, normalize, fid, MAX_FRAMES
 
 # %% auto #0
 __all__ = ['BEAT_REWARD', 'AUDIO_SUFFIXES', 'AC_PRESETS', 'unit_flags', 'beat_reward', 'direction_reward', 'critic_config',
            'Critic', 'prefix_steps', 'state_features', 'actor_loss', 'td_error', 'ac_update', 'ac_optimizer',
-           'make_windows', 'piece_reward', 'pieces_from_sequences', 'pieces_from_folder', 'dance_bas', 'rollout',
-           'rollout_windows', 'rollout_ranks', 'fine_tune', 'load_actor', 'fine_tuning_pieces', 'ac_settings',
-           'fine_tune_args']
+           'make_windows', 'piece_reward', 'pieces_from_sequences', 'pieces_from_folder', 'dance_bas', 'dance_kinetic',
+           'rollout', 'rollout_windows', 'rollout_ranks', 'rollout_score', 'better', 'fine_tune', 'load_actor',
+           'fine_tuning_pieces', 'ac_settings', 'fine_tune_args', 'training_kinetics']
 
 # %% ../nbs/03_actor_critic.ipynb #70828976
 import os
@@ -248,18 +248,23 @@ def dance_bas(joints:np.ndarray, music60:np.ndarray) -> float:
     mb, db = music_beats(music60, len(joints) - 1), motion_beats(joints)
     return beat_align_score(mb, db) if len(mb) and len(db) else 0.0
 
+def dance_kinetic(joints:np.ndarray, max_frames:int|None=MAX_FRAMES) -> np.ndarray:
+    "Kinetic features (72,) of one dance as the metrics chapter takes them: cut to `max_frames`, frame 0's root at the origin."
+    p = np.asarray(joints, np.float32)[:max_frames]
+    return kinetic_features(p - p[:1, :1])
+
 @torch.no_grad()
 def rollout(gpt:CrossCondGPT, vq, pieces:list[dict], # actor, VQ-VAE, pieces of music
             variant:str='code', direction_rate:float=0.0, # the reward's settings
            ) -> list[dict]:
-    "Greedy dances for all pieces with their per-code rewards: dicts up, down (L,), reward (L,), joints (8L, 24, 3), bas."
+    "Greedy dances for all pieces with their per-code rewards: dicts up, down (L,), reward (L,), joints (8L, 24, 3), bas, kinetic (72,)."
     from bailando.gpt import generate_many, codes_to_joints
     codes = generate_many(gpt, [p['music'] for p in pieces], [([p['start'][0]], [p['start'][1]]) for p in pieces])
     out = []
     for p, (up, down) in zip(pieces, codes):
         joints = codes_to_joints(vq, up[None], down[None])[0]              # (8L, 24, 3)
         out.append(dict(up=up.numpy(), down=down.numpy(), joints=joints, bas=dance_bas(joints, p['music60']),
-                        reward=piece_reward(joints, p['music60'], variant, direction_rate)))
+                        reward=piece_reward(joints, p['music60'], variant, direction_rate), kinetic=dance_kinetic(joints)))
     return out
 
 def rollout_windows(pieces:list[dict], rolls:list[dict], window:int=30) -> dict:
@@ -279,13 +284,16 @@ def rollout_ranks(gpt:CrossCondGPT, vq, pieces:list[dict], # actor, VQ-VAE, piec
     return [got[i % n][i // n] for i in range(len(pieces))]
 
 # %% ../nbs/03_actor_critic.ipynb #521c2a46
-def _ac_state(gpt, critic, opt, epoch:int, config:dict) -> dict:
-    "A checkpoint that `load_gpt` reads as a GPT checkpoint, with the critic and optimiser for resuming."
-    cpu = lambda m: {k: v.detach().cpu() for k, v in m.state_dict().items()}
-    return dict(model=cpu(gpt), critic=cpu(critic), optimizer=opt.state_dict(), epoch=epoch, config=config)
+def _cpu_state(m:nn.Module) -> dict: return {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
 
-def _ac_resume(path:Path, gpt, critic, opt, config:dict) -> int:
-    "Load an actor-critic checkpoint into the models and optimiser; return its epoch (refuse another config)."
+def _ac_state(gpt, critic, opt, epoch:int, config:dict, best:dict|None=None, last_model:dict|None=None) -> dict:
+    "A checkpoint that `load_gpt` reads as a GPT checkpoint, with the critic, optimiser (and selection) for resuming."
+    extra = dict(best=best) if best is not None else {}
+    if last_model is not None: extra['last_model'] = last_model
+    return dict(model=_cpu_state(gpt), critic=_cpu_state(critic), optimizer=opt.state_dict(), epoch=epoch, config=config, **extra)
+
+def _ac_resume(path:Path, gpt, critic, opt, config:dict) -> tuple:
+    "Load an actor-critic checkpoint into the models and optimiser; return its epoch and best candidate (refuse another config)."
     try: ck = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: raise ValueError(f'cannot resume from {path}: not a readable checkpoint ({e})') from None
     if not isinstance(ck, dict) or not {'model', 'critic', 'optimizer', 'epoch', 'config'} <= set(ck):
@@ -293,11 +301,46 @@ def _ac_resume(path:Path, gpt, critic, opt, config:dict) -> int:
     if ck['config'].get('actor_critic') != config['actor_critic'] or ck['config'].get('gpt') != config['gpt']:
         raise ValueError(f"cannot resume from {path}: it was trained with {ck['config'].get('actor_critic')}, now "
                          f"{config['actor_critic']}. Use another run folder or delete the checkpoint.")
-    gpt.load_state_dict(ck['model']); critic.load_state_dict(ck['critic']); opt.load_state_dict(ck['optimizer'])
-    return int(ck['epoch'])
+    gpt.load_state_dict(ck.get('last_model', ck['model'])); critic.load_state_dict(ck['critic']); opt.load_state_dict(ck['optimizer'])
+    return int(ck['epoch']), ck.get('best')
 
 def _read_log(path:Path) -> list[dict]:
     return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
+
+# %% ../nbs/03_actor_critic.ipynb #33d41a40
+def rollout_score(rolls:list[dict], reference:np.ndarray, # rollouts (with `kinetic`); (N, 72) training dances' kinetic features
+                  epoch:int) -> dict:
+    "The selection score of the actor after `epoch` epochs: its rollouts' mean beat-align score and FID_k."
+    rk, gk = normalize(np.asarray(reference), np.stack([r['kinetic'] for r in rolls]))
+    return dict(epoch=epoch, bas=float(np.mean([r['bas'] for r in rolls])), fid_k=fid(gk, rk))
+
+def better(best:dict|None, cand:dict, # the best candidate so far (None: none yet); a new one
+           guard:float, # allowed relative rise of FID_k over the first candidate's (`fid_k0`)
+          ) -> bool:
+    "Whether `cand` replaces `best`: the first candidate always; later ones with a higher BAS and FID_k within the guard."
+    if best is None: return True
+    return cand['bas'] > best['bas'] and cand['fid_k'] <= (1 + guard) * best['fid_k0']
+
+# %% ../nbs/03_actor_critic.ipynb #2dd48d74
+def _keep_best(best:dict|None, gpt, rolls:list[dict], reference, epoch:int, guard:float) -> tuple:
+    "Score the actor after `epoch` epochs by its rollouts; keep its weights when it is better: (best, score)."
+    score = rollout_score(rolls, reference, epoch)
+    if better(best, score, guard):
+        best = dict(score, fid_k0=best['fid_k0'] if best else score['fid_k'], model=_cpu_state(gpt))
+    return dict(best, scored=epoch), score
+
+def _select(best, gpt, vq, critic, opt, pieces, reference, epochs:int, guard:float, config:dict, ckpt, log, variant, direction_rate):
+    "Score the final actor too, then load the best one and write it as the checkpoint's model (the last one rides along)."
+    final = {}
+    if best is None or best['scored'] < epochs:
+        best, s = _keep_best(best, gpt, rollout_ranks(gpt, vq, pieces, variant, direction_rate), reference, epochs, guard)
+        final = dict(final_bas=s['bas'], final_fid_k=s['fid_k'])
+    last = _cpu_state(gpt)
+    gpt.load_state_dict(best['model'])
+    if is_main():
+        bd.atomic_save(_ac_state(gpt, critic, opt, epochs, config, best, last), ckpt)
+        with open(log, 'a') as f: f.write(json.dumps(dict(epoch=epochs, kind='selected', selected_epoch=best['epoch'],
+                                                         **{k: best[k] for k in ('bas', 'fid_k', 'fid_k0')}, **final)) + '\n')
 
 # %% ../nbs/03_actor_critic.ipynb #3c85f43c
 class _Actor(nn.Module):
@@ -319,6 +362,9 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
               windows_per_epoch:int=0, # windows drawn per epoch (0: as many as there are, as released)
               critic_warmup:int=0, # first epochs that train the critic only (the released `pretrain_critic_epoch`, 0)
               critic_lr:float=0.0, # the critic's learning rate (0: `lr`, as released)
+              select:str='last', # the actor kept: 'last' (as released) or 'best' (see `better`)
+              guard:float=0.1, # select='best': allowed relative FID_k rise
+              reference:np.ndarray|None=None, # select='best': (N, 72) kinetic features of the training dances
               variant:str='code', direction_rate:float=0.0, # the reward
               critic_layers:int=3, seed:int=0, device='auto', meta:dict|None=None, # meta: the GPT checkpoint's config
               name:str='actor_critic', progress:bool=True,
@@ -330,10 +376,12 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
     if batch_size % ranks: raise ValueError(f'{name}: a global batch of {batch_size} does not split over {ranks} ranks; '
                                             f'pick a batch size divisible by {ranks} or another number of ranks')
     window = gpt.config['block_size'] + 1
+    if select not in ('last', 'best'): raise ValueError(f"{name}: unknown select {select!r}; use 'last' or 'best'")
+    if select == 'best' and reference is None: raise ValueError(f"{name}: select='best' needs the training dances' kinetic features (reference)")
     short = [p['name'] for p in pieces if len(p['music']) < window]
     if short: raise ValueError(f'{len(short)} piece(s) are shorter than one window of {window} codes: {short[:5]}')
     ac = dict(batch_size=batch_size, lr=lr, betas=list(betas), actor_steps=actor_steps, critic_steps=critic_steps,
-              gamma=gamma, windows_per_epoch=windows_per_epoch, critic_warmup=critic_warmup, critic_lr=critic_lr, variant=variant,
+              gamma=gamma, windows_per_epoch=windows_per_epoch, critic_warmup=critic_warmup, critic_lr=critic_lr, select=select, guard=guard, variant=variant,
               direction_rate=direction_rate,
               critic_layers=critic_layers, seed=seed,
               pieces=[p['name'] for p in pieces])
@@ -342,14 +390,16 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
     gpt.to(dev); vq.to(dev).eval()
     critic = Critic(critic_config(gpt.config, critic_layers)).to(dev)
     opt = ac_optimizer(gpt, critic, lr, betas, critic_lr)
-    start = _ac_resume(ckpt, gpt, critic, opt, config) if from_main(ckpt.exists()) else 0
+    start, best = _ac_resume(ckpt, gpt, critic, opt, config) if from_main(ckpt.exists()) else (0, None)
     rows = [r for r in _read_log(log) if r.get('epoch', 0) < start] if main else []
     if main: bd.atomic_write(log, lambda tmp: Path(tmp).write_text(''.join(json.dumps(r) + '\n' for r in rows)))
-    step = sum(1 for r in rows if r.get('kind') != 'epoch')
+    step = sum(1 for r in rows if 'kind' not in r)
     actor, judge = _ac_parallel(gpt, critic, dev)
     for epoch in range(start, epochs):
         t0 = time.time()
         rolls = rollout_ranks(gpt, vq, pieces, variant, direction_rate)
+        score = {}
+        if select == 'best': best, score = _keep_best(best, gpt, rolls, reference, epoch, guard)
         data = rollout_windows(pieces, rolls, window)
         n = len(data['up'])
         gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -365,9 +415,11 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
             f.write(json.dumps(dict(epoch=epoch, kind='epoch', **{k: v / nb for k, v in sums.items()},
                                     reward_rollout=float(np.mean([r['reward'].mean() for r in rolls])),
                                     bas=float(np.mean([r['bas'] for r in rolls])), windows=n,
+                                    **({'fid_k': score['fid_k']} if score else {}),
                                     seconds=time.time() - t0)) + '\n')
-        if main: bd.atomic_save(_ac_state(gpt, critic, opt, epoch + 1, config), ckpt)
-    if start >= epochs and not from_main(ckpt.exists()) and main: bd.atomic_save(_ac_state(gpt, critic, opt, epochs, config), ckpt)
+        if main: bd.atomic_save(_ac_state(gpt, critic, opt, epoch + 1, config, best), ckpt)
+    if select == 'best': _select(best, gpt, vq, critic, opt, pieces, reference, epochs, guard, config, ckpt, log, variant, direction_rate)
+    elif start >= epochs and not from_main(ckpt.exists()) and main: bd.atomic_save(_ac_state(gpt, critic, opt, epochs, config), ckpt)
     barrier()   # nobody reads the checkpoint before rank 0 has written it
     return gpt.eval(), critic.eval()
 
@@ -392,11 +444,11 @@ def fine_tuning_pieces(music_set:str, # 'test' (the paper's, transductive), 'tra
 # %% ../nbs/03_actor_critic.ipynb #1bb17394
 AC_PRESETS = {
     'paper': dict(epochs=10, batch_size=128, lr=1e-5, max_codes=0, windows_per_epoch=0, eval_codes=0, critic_warmup=0,
-                  gamma=1.0, critic_lr=0.0),
-    'cpu':   dict(epochs=3, batch_size=32, lr=3e-5, max_codes=0, windows_per_epoch=320, eval_codes=0, critic_warmup=1,
-                  gamma=0.0, critic_lr=1e-3),
-    'tiny':  dict(epochs=1, batch_size=16, lr=1e-4, max_codes=32, windows_per_epoch=0, eval_codes=32, critic_warmup=0,
-                  gamma=1.0, critic_lr=0.0),
+                  gamma=1.0, critic_lr=0.0, select='last', guard=0.1),
+    'cpu':   dict(epochs=6, batch_size=32, lr=3e-5, max_codes=0, windows_per_epoch=320, eval_codes=0, critic_warmup=1,
+                  gamma=0.0, critic_lr=1e-3, select='best', guard=0.1),
+    'tiny':  dict(epochs=2, batch_size=16, lr=1e-4, max_codes=32, windows_per_epoch=0, eval_codes=32, critic_warmup=0,
+                  gamma=1.0, critic_lr=0.0, select='best', guard=0.1),
 }
 
 def ac_settings(preset:str, # a key of AC_PRESETS
@@ -411,4 +463,9 @@ def ac_settings(preset:str, # a key of AC_PRESETS
 
 def fine_tune_args(P:dict) -> dict:
     "The `fine_tune` keyword arguments of a preset's settings (from `ac_settings`)."
-    return {k: P[k] for k in ('epochs', 'batch_size', 'lr', 'windows_per_epoch', 'critic_warmup', 'gamma', 'critic_lr')}
+    return {k: P[k] for k in ('epochs', 'batch_size', 'lr', 'windows_per_epoch', 'critic_warmup', 'gamma', 'critic_lr',
+                              'select', 'guard')}
+
+def training_kinetics(root) -> np.ndarray:
+    "Kinetic features (N, 72) of a data set's training dances, at full length: `select='best'`'s reference."
+    return np.stack([dance_kinetic(s['joints'], None) for s in bd.load_sequences(root, 'train', progress=False)])

@@ -17,7 +17,7 @@ __all__ = ['STAGES', 'CHAPTERS', 'init_distributed', 'cleanup', 'main_first', 'r
 import bailando.data as bd
 from .vqvae import vqvae_config, train_vqvae, load_vqvae, in_group, is_main, barrier, from_main, rank_device
 from .gpt import gpt_config, encode_sequences, train_gpt, window_length
-from .actor_critic import ac_settings, fine_tune_args, load_actor, fine_tuning_pieces, fine_tune
+from .actor_critic import ac_settings, fine_tune_args, load_actor, fine_tuning_pieces, fine_tune, training_kinetics
 
 # %% ../nbs/08_train.ipynb #5bf69af5
 def init_distributed(backend:str='auto', # 'auto' (NCCL when training on GPUs, else gloo), 'nccl' or 'gloo'
@@ -111,8 +111,9 @@ def actor_critic_stage(out_dir, preset:str='paper', data_root:str='', data_size:
     root = run_data(out_dir, data_root, data_size, seed)
     gpt, vq = load_actor(out_dir, rank_device(device))
     pieces = main_first(fine_tuning_pieces, music_set, root, vq, gpt.meta.get('starts', {}), P['max_codes'], seed)
+    reference = main_first(training_kinetics, root)
     return fine_tune(gpt, vq, pieces, out_dir, **fine_tune_args(P), actor_steps=actor_steps, critic_steps=critic_steps,
-                     variant=reward_variant, direction_rate=direction_rate, seed=seed, device=device, meta=gpt.meta)
+                     reference=reference, variant=reward_variant, direction_rate=direction_rate, seed=seed, device=device, meta=gpt.meta)
 
 # %% ../nbs/08_train.ipynb #fb2dd806
 STAGES = {'vqvae': vqvae_stage, 'gpt': gpt_stage, 'actor_critic': actor_critic_stage}

@@ -176,3 +176,32 @@ def test_windows_per_epoch_and_critic_warmup(tmp_path):
     log = [json.loads(l) for l in (tmp_path/'logs'/'actor_critic.jsonl').read_text().splitlines()]
     assert sum(1 for r in log if r.get('kind') != 'epoch') == 2                  # 8 windows in batches of 4
     assert all(torch.equal(p, q) for p, q in zip(head0, g.head.parameters()))   # warm-up: the actor did not move
+
+
+def _select_run(path, epochs, guard=0.1):
+    g, vq = _models(); ref = np.random.default_rng(1).normal(size=(8, 72)).astype(np.float32) ** 2
+    out = fine_tune(g, vq, _pieces(), path, epochs=epochs, batch_size=4, lr=3e-3, actor_steps=1, critic_steps=1,
+                    select='best', guard=guard, reference=ref, progress=False)
+    return out[0], [json.loads(l) for l in (path/'logs'/'actor_critic.jsonl').read_text().splitlines()]
+
+
+def test_select_best_keeps_the_best_guarded_actor_and_resumes_exactly(tmp_path):
+    ga, log = _select_run(tmp_path/'a', 3)
+    sel, = [r for r in log if r.get('kind') == 'selected']
+    ep = [r for r in log if r.get('kind') == 'epoch']
+    assert sel['fid_k0'] == ep[0]['fid_k'] and sel['fid_k'] <= 1.1 * sel['fid_k0']
+    assert all(sel['bas'] >= r['bas'] for r in ep if r['fid_k'] <= 1.1 * sel['fid_k0'])
+    ck = torch.load(tmp_path/'a'/'checkpoints'/'actor_critic.pt', weights_only=True)
+    assert all(torch.equal(v, ga.state_dict()[k]) for k, v in ck['model'].items())     # the kept actor is the model
+    _select_run(tmp_path/'b', 1); gb, log_b = _select_run(tmp_path/'b', 3)              # stopped after one epoch, resumed
+    assert all(torch.equal(a, b) for a, b in zip(ga.parameters(), gb.parameters()))
+    assert [r for r in log_b if r.get('kind') == 'selected'] == [sel]
+
+
+def test_select_best_falls_back_to_the_pretrained_actor(tmp_path):
+    g0, _ = _models()
+    g, log = _select_run(tmp_path, 2, guard=-1.0)       # no later actor can pass a guard below the first FID_k
+    assert [r for r in log if r.get('kind') == 'selected'][0]['selected_epoch'] == 0
+    assert all(torch.equal(a, b) for a, b in zip(g0.parameters(), g.parameters()))
+    with pytest.raises(ValueError, match='reference'):
+        fine_tune(*_models(), _pieces(), tmp_path/'c', epochs=1, select='best', progress=False)
