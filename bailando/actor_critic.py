@@ -13,7 +13,7 @@ import bailando.data as bd
 from torch import nn
 import torch.nn.functional as F
 from .gpt import GPTHead, gpt_config, CrossCondGPT
-from .metrics import motion_beats, music_beats, beat_align_score, kinetic_features, normalize, fid, MAX_FRAMES
+from .metrics import motion_beats, music_beats, beat_align_score, kinetic_features, centred, normalize, fid, MAX_FRAMES
 
 # %% auto #0
 __all__ = ['BEAT_REWARD', 'AUDIO_SUFFIXES', 'AC_PRESETS', 'unit_flags', 'beat_reward', 'direction_reward', 'critic_config',
@@ -249,9 +249,8 @@ def dance_bas(joints:np.ndarray, music60:np.ndarray) -> float:
     return beat_align_score(mb, db) if len(mb) and len(db) else 0.0
 
 def dance_kinetic(joints:np.ndarray, max_frames:int|None=MAX_FRAMES) -> np.ndarray:
-    "Kinetic features (72,) of one dance as the metrics chapter takes them: cut to `max_frames`, frame 0's root at the origin."
-    p = np.asarray(joints, np.float32)[:max_frames]
-    return kinetic_features(p - p[:1, :1])
+    "Kinetic features (72,) of one dance as the metrics chapter takes them (`centred`: cut, frame 0's root at the origin)."
+    return kinetic_features(centred(joints, max_frames))
 
 @torch.no_grad()
 def rollout(gpt:CrossCondGPT, vq, pieces:list[dict], # actor, VQ-VAE, pieces of music

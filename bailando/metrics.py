@@ -15,8 +15,8 @@ from scipy.spatial.distance import pdist
 # %% auto #0
 __all__ = ['FRAME_TIME', 'MAX_FRAMES', 'NORM_EPS', 'PAPER_KEYS', 'HUMERUS', 'SHOULDER_W', 'HIP_W', 'MANUAL_TIME_PER_FRAME',
            'MANUAL_RELATIONS', 'FOOT_JOINTS', 'DEFAULT_CACHE', 'ROW_NAMES', 'FINAL_ROWS', 'check_joints',
-           'kinetic_features', 'manual_features', 'dance_features', 'features', 'normalize', 'fid', 'diversity',
-           'motion_beats', 'music_beats', 'beat_align_score', 'pfc', 'foot_skating', 'content_key',
+           'kinetic_features', 'manual_features', 'centred', 'dance_features', 'features', 'normalize', 'fid',
+           'diversity', 'motion_beats', 'music_beats', 'beat_align_score', 'pfc', 'foot_skating', 'content_key',
            'reference_features', 'reference_from_root', 'evaluate', 'metrics_table', 'save_metrics',
            'feature_benchmark', 'first_codes', 'generate_dances', 'study_checks']
 
@@ -170,12 +170,18 @@ def manual_features(joints, # (T, 24, 3) joint positions, y up
     return np.asarray(out, dtype=np.float32).mean(axis=0)
 
 # %% ../nbs/04_metrics.ipynb #50ade40f
+def centred(joints, # (T, 24, 3)
+            max_frames:int|None=MAX_FRAMES, # frames kept (None: all)
+            name:str='joints') -> np.ndarray:
+    "A checked sequence cut to `max_frames`, every joint translated by the root of frame 0: what the features see."
+    p = check_joints(joints, name)[:max_frames]
+    return p - p[:1, :1]
+
 def dance_features(joints, # (T, 24, 3)
                    max_frames:int|None=MAX_FRAMES, # generated dances are cut; None keeps the full length (reference set)
                    mode:str='bailando', name:str='joints'):
     "(kinetic (72,), manual (32,)) of one sequence, cut to `max_frames` and with frame 0's root at the origin."
-    p = check_joints(joints, name)[:max_frames]
-    p = p - p[:1, :1]        # translate every joint by the root of frame 0
+    p = centred(joints, max_frames, name)
     return kinetic_features(p, mode), manual_features(p)
 
 def features(dances:list, max_frames:int|None=MAX_FRAMES, mode:str='bailando', progress:bool=False):
