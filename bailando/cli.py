@@ -9,12 +9,23 @@ from pathlib import Path
 from .data import atomic_write
 
 # %% auto #0
-__all__ = ['STAGES', 'STUDY_PRESETS', 'STAGE_SHARE', 'repo_root', 'data_size', 'default_data_root', 'stage_params', 'read_stages',
-           'mark_stage', 'kernel_name', 'StageFailed', 'run_stage', 'fmt_secs', 'training_command', 'train_parallel',
-           'run_study', 'build_parser', 'is_finished', 'newest_run', 'check_music', 'dance_command', 'main']
+__all__ = ['STAGES', 'STUDY_PRESETS', 'KERNEL_ARGS', 'STAGE_SHARE', 'MIN_MUSIC_SECONDS', 'MAX_SEED', 'repo_root', 'data_size',
+           'default_data_root', 'stage_params', 'read_stages', 'mark_stage', 'kernel_name', 'StageFailed', 'run_stage',
+           'eta', 'fmt_secs', 'training_command', 'train_parallel', 'study_summary', 'run_study', 'build_parser',
+           'is_finished', 'newest_run', 'check_music', 'check_seconds', 'check_device', 'check_run', 'check_out',
+           'dance_names', 'check_dance', 'decode_music', 'move_into_place', 'dance_command', 'one_line', 'main']
 
 # %% ../nbs/06_study.ipynb #3e906c47
 import contextlib, subprocess
+
+# %% ../nbs/06_study.ipynb #d3167f4a
+import errno, logging, math, shutil, tempfile
+import imageio_ffmpeg
+import torch
+from nbclient.exceptions import DeadKernelError
+from .data import audio_duration, clean_stale_tmp, _umask
+from .gpt import STYLES, dance
+from .render import render_video, render_videos, save_joints, save_bvh
 
 # %% ../nbs/06_study.ipynb #0a97a4fb
 STAGES = ['00_data', '01_vqvae', '02_gpt', '03_actor_critic', '04_metrics', '05_render']
@@ -83,6 +94,15 @@ def kernel_name() -> str:
     from jupyter_client.kernelspec import KernelSpecManager
     return 'bailando' if 'bailando' in KernelSpecManager().find_kernel_specs() else 'python3'
 
+# %% ../nbs/06_study.ipynb #b0f5489e
+class _Unnoisy(logging.Filter):
+    "Drops papermill's warnings about parameters the runner passes to every chapter by design."
+    def filter(self, record): return not record.getMessage().startswith(('Passed unknown parameter', 'Unable to parse line'))
+
+_PM_LOG = logging.getLogger('papermill')
+if not any(isinstance(f, _Unnoisy) for f in _PM_LOG.filters): _PM_LOG.addFilter(_Unnoisy())
+KERNEL_ARGS = ['--IPKernelApp.log_level=ERROR']  # the kernel's TCP warning (a loopback socket) is noise on every stage
+
 # %% ../nbs/06_study.ipynb #dfda6a6a
 class StageFailed(RuntimeError):
     "A study stage's notebook raised; the message names the executed notebook that shows the error."
@@ -95,14 +115,21 @@ def run_stage(stage:str, params:dict, run_dir:Path, quiet:bool=False) -> float:
     if not src.exists(): raise FileNotFoundError(f'{src}: the chapter notebook is missing')
     t0 = time.time()
     try:
-        pm.execute_notebook(src, dst, parameters=params, kernel_name=kernel_name(), cwd=str(src.parent),
+        pm.execute_notebook(src, dst, parameters=params, kernel_name=kernel_name(), cwd=str(src.parent), extra_arguments=KERNEL_ARGS,
                             progress_bar=False, log_output=not quiet, stdout_file=None if quiet else sys.stdout)
     except pm.PapermillExecutionError as e:
-        raise StageFailed(f'stage {stage} failed: {e.ename}: {e.evalue}\n  see the executed notebook: {dst}') from None
+        raise StageFailed(f'stage {stage} failed: {e.ename}: {e.evalue}; see the executed notebook: {dst}') from None
+    except DeadKernelError:
+        raise StageFailed(f'stage {stage} failed: its kernel died (killed, or out of memory); see the executed notebook: {dst}') from None
     return time.time() - t0
 
 # %% ../nbs/06_study.ipynb #4b2eef92
 STAGE_SHARE = {'00_data': 0.01, '01_vqvae': 0.58, '02_gpt': 0.27, '03_actor_critic': 0.06, '04_metrics': 0.03, '05_render': 0.05}  # the default study's, measured
+
+def eta(ran:list, left:list, spent:float) -> float|None:
+    "Seconds the stages `left` will take, from the `spent` seconds of the stages `ran` and their shares (None until a stage other than the data stage ran: its time depends on the cache)."
+    share = sum(STAGE_SHARE[s] for s in ran if s != '00_data')
+    return spent / share * sum(STAGE_SHARE[s] for s in left if s != '00_data') if share else None
 
 # %% ../nbs/06_study.ipynb #51284d9c
 def fmt_secs(s:float) -> str:
@@ -129,6 +156,23 @@ def train_parallel(stage:str, params:dict, run_dir:Path, nproc:int, quiet:bool=F
                              + (f'see {out}' if quiet else 'its output is above'))
     return time.time() - t0
 
+# %% ../nbs/06_study.ipynb #17c4a3e5
+def study_summary(run_dir:Path) -> str:
+    "The study's metrics table and checks as text (empty when the metrics stage has not run)."
+    run_dir = Path(run_dir); lines = []
+    try: rows = json.loads((run_dir/'metrics.json').read_text())
+    except (OSError, ValueError): rows = {}
+    rows = {k: v for k, v in (rows.get('rows', rows) if isinstance(rows, dict) else {}).items() if isinstance(v, dict)}
+    if rows:
+        keys = ['FID_k', 'FID_g', 'Div_k', 'Div_g', 'BAS']; w = max(len(n) for n in rows)
+        lines += [f"{'':{w}}  " + ''.join(f'{k:>9}' for k in keys)]
+        lines += [f'{n:{w}}  ' + ''.join(f'{r[k]:9.4g}' if isinstance(r.get(k), (int, float)) else f"{'-':>9}" for k in keys) for n, r in rows.items()]
+    try: checks = json.loads((run_dir/'results'/'checks.json').read_text())
+    except (OSError, ValueError): checks = []
+    word = {True: 'PASS', False: 'FAIL', None: 'n/a '}
+    lines += [f"{word.get(c.get('ok'), '?')}  {c.get('claim')}" for c in checks if isinstance(c, dict)]
+    return '\n'.join(lines)
+
 # %% ../nbs/06_study.ipynb #d2011135
 def run_study(name:str|None=None, preset:str='cpu', data:str='', seed:int=0, runs:str='runs', force:bool=False,
               device:str='auto', stages:list|None=None, quiet:bool=False, command:str='',
@@ -136,13 +180,16 @@ def run_study(name:str|None=None, preset:str='cpu', data:str='', seed:int=0, run
     "Run the chapters 00 -> 05 through papermill into `runs/<name>/`; returns the run folder."
     if preset not in STUDY_PRESETS: raise ValueError(f'unknown preset {preset!r}; choose one of {list(STUDY_PRESETS)}')
     if data and not Path(data).is_dir(): raise FileNotFoundError(f'{data}: no such AIST++ root folder')
+    if Path(runs).exists() and not Path(runs).is_dir(): raise ValueError(f'{runs}: is a file, not a folder (--runs holds the run folders)')
+    check_device(device)
     name = name or f"{preset}-{Path(data).name if data else 'embedded'}-seed{seed}"
     run_dir = (Path(runs)/name).resolve(); run_dir.mkdir(parents=True, exist_ok=True)
     data = str(Path(data).resolve()) if data else str(default_data_root(preset))
     params = dict(name=name, preset=preset, data=data, seed=seed, device=device, command=command or ' '.join(sys.argv))
     if nproc > 1: params['nproc'] = nproc
+    for d in [run_dir, *[p for p in run_dir.iterdir() if p.is_dir() and not p.name.startswith('.')]]: clean_stale_tmp(d)
     atomic_write(run_dir/'params.json', lambda tmp: Path(tmp).write_text(json.dumps(params, indent=1)))
-    todo, done, t_start = stages or STAGES, read_stages(run_dir), time.time()
+    todo, done, t_start, ran = stages or STAGES, read_stages(run_dir), time.time(), []
     for i, stage in enumerate(todo, 1):
         if stage in done and not force:
             print(f'[{i}/{len(todo)}] {stage}: finished earlier, skipped (--force re-runs it)', flush=True); continue
@@ -152,10 +199,11 @@ def run_study(name:str|None=None, preset:str='cpu', data:str='', seed:int=0, run
             secs = train_parallel(stage, sp, run_dir, nproc, quiet)
         print(f'[{i}/{len(todo)}] {stage}: running -> {run_dir/stage}.ipynb', flush=True)
         secs += run_stage(stage, sp, run_dir, quiet)
-        mark_stage(run_dir, stage, secs)
-        spent, share = time.time() - t_start, sum(STAGE_SHARE[s] for s in todo[:i])
-        eta = spent / share * (1 - share) if share < 1 else 0
-        print(f'[{i}/{len(todo)}] {stage}: done in {fmt_secs(secs)} (elapsed {fmt_secs(spent)}, about {fmt_secs(eta)} left)', flush=True)
+        mark_stage(run_dir, stage, secs); ran.append((stage, secs))
+        left = eta([s for s, _ in ran], [s for s in todo[i:] if force or s not in done], sum(t for s, t in ran if s != '00_data'))
+        print(f'[{i}/{len(todo)}] {stage}: done in {fmt_secs(secs)} (elapsed {fmt_secs(time.time() - t_start)}'
+              + (f', about {fmt_secs(left)} left)' if left is not None else ')'), flush=True)
+    if summary := study_summary(run_dir): print(summary, flush=True)
     print(f'study finished: {run_dir}', flush=True)
     return run_dir
 
@@ -175,15 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--stages', nargs='*', default=None, choices=STAGES, help='run only these stages')
     s.add_argument('--quiet', action='store_true', help="don't echo the notebooks' output")
     s.add_argument('--nproc', type=int, default=1, help='train chapters 01-03 on N processes of this machine (torchrun)')
-    d = sub.add_parser('dance', help='turn a music file (wav, mp3, ogg, opus) into a dance')
-    d.add_argument('music', help='the audio file')
+    d = sub.add_parser('dance', help='turn music files (wav, mp3, ogg, opus) into dances')
+    d.add_argument('music', nargs='+', help='one or more audio files (wav, mp3, ogg, opus, flac, ...)')
     d.add_argument('--run', default=None, help='a finished run folder (default: the newest under --runs)')
     d.add_argument('--runs', default='runs')
-    d.add_argument('--style', default='greedy', help='greedy (the paper), smooth, energetic or wild')
-    d.add_argument('--seconds', type=float, default=None, help='dance only the first N seconds')
-    d.add_argument('--seed', type=int, default=0)
-    d.add_argument('--out', required=True, help='output folder')
-    d.add_argument('--device', default='auto')
+    d.add_argument('--style', default='greedy', help='greedy (the paper), smooth, energetic, wild, or all (one dance per style)')
+    d.add_argument('--seconds', type=float, default=None, help='dance only the first N seconds (default: the whole song)')
+    d.add_argument('--seed', type=int, default=0, help='the first dance\'s seed (start pose and sampling)')
+    d.add_argument('--num-dances', type=int, default=1, help='N dances per style, seeds SEED .. SEED+N-1, made as one batch')
+    d.add_argument('--out', required=True, help='output folder: the dances go into <out>/<music name>/')
+    d.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda'")
     b = sub.add_parser('bench', help='print the speed table (and write it as JSON)')
     b.add_argument('--out', default='bench.json')
     b.add_argument('--quick', action='store_true', help='fewer repeats, cpu preset only')
@@ -204,33 +253,152 @@ def newest_run(runs:str|Path='runs') -> Path:
     return max(done, key=lambda d: (d/'stages.json').stat().st_mtime)
 
 # %% ../nbs/06_study.ipynb #053a1f63
-def check_music(path:str|Path, min_seconds:float=2.0) -> float:
-    "Raise a clear error unless `path` is readable, non-silent audio of at least `min_seconds`; returns its duration."
-    from bailando.data import load_audio
-    return len(load_audio(path, sr=8000, min_seconds=min_seconds)) / 8000
+MIN_MUSIC_SECONDS = 2.0
+MAX_SEED = 2**32 - 1                # numpy's and many tools' limit; torch would take more
 
-# %% ../nbs/06_study.ipynb #93a31648
-def dance_command(args) -> Path:
-    "`bailando dance`: music file -> mp4 with the music, joints (.npy and the original's pkl) and BVH in `args.out`."
-    from bailando.gpt import dance
-    from bailando.render import render_video, save_joints, save_bvh
-    music = Path(args.music)
-    check_music(music)
-    run = Path(args.run) if args.run else newest_run(args.runs)
-    if not is_finished(run): raise FileNotFoundError(f'{run}: not a finished run (its GPT stage has not finished)')
-    print(f'dancing to {music} with {run} (style {args.style})', flush=True)
-    joints = dance(music, run, style=args.style, seconds=args.seconds, seed=args.seed, device=args.device)
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-    stem = out/music.stem
-    save_joints(joints, stem)
-    save_bvh(joints, stem.with_suffix('.bvh'))
-    render_video(joints, stem.with_suffix('.mp4'), music=music)
-    print(f'wrote {stem}.mp4, {stem}.npy, {stem}.pkl, {stem}.bvh', flush=True)
+def check_music(path:str|Path, min_seconds:float=MIN_MUSIC_SECONDS) -> float:
+    "The duration of the music file `path`, read from its header (nothing decoded); a clear error when missing, a folder, not audio or too short."
+    d = audio_duration(path)
+    if d < min_seconds: raise ValueError(f'{path}: audio too short ({d:.2f} s, need at least {min_seconds} s)')
+    return d
+
+# %% ../nbs/06_study.ipynb #29277674
+def check_seconds(seconds:float|None) -> float|None:
+    "`--seconds` as given, or a ValueError unless it is a finite number above 0."
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f'--seconds must be a finite number of seconds above 0, got {seconds}')
+    return seconds
+
+# %% ../nbs/06_study.ipynb #15aed348
+def check_device(device:str) -> str:
+    "`--device` as given, or a ValueError unless torch knows it and it is present on this machine."
+    if device == 'auto': return device
+    try: dev = torch.device(device)
+    except (RuntimeError, ValueError): raise ValueError(f"--device {device!r} is not a device; use 'auto', 'cpu' or 'cuda' (or 'cuda:N')") from None
+    if dev.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f'--device {device}: no CUDA GPU is available here; use --device cpu (or auto)')
+    if dev.type == 'cuda' and (dev.index or 0) >= torch.cuda.device_count(): raise ValueError(f'--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)')
+    if dev.type not in ('cpu', 'cuda'): raise ValueError(f"--device {device}: only 'cpu' and 'cuda' devices are supported")
+    return device
+
+# %% ../nbs/06_study.ipynb #c57cf2aa
+def check_run(run) -> Path:
+    "The run folder `run` when it holds a trained dancer, or an error that says what is missing."
+    run = Path(run); ck = run/'checkpoints'
+    if not run.exists(): raise FileNotFoundError(f'{run}: no such run folder')
+    if not run.is_dir(): raise ValueError(f'{run}: is a file, not a run folder (--run takes the folder that holds stages.json and checkpoints/)')
+    if '02_gpt' not in read_stages(run): raise ValueError(f'{run}: not a finished run: its GPT stage has not finished (no 02_gpt in {run/"stages.json"})')
+    for f in ('gpt.pt', 'vqvae_root.pt'):
+        if not (ck/f).is_file(): raise FileNotFoundError(f'{ck/f}: missing, so {run} cannot dance')
+    return run
+
+# %% ../nbs/06_study.ipynb #90042d25
+def check_out(out) -> Path:
+    "The output folder `out` (made later when missing), or a clear error when it is a file or cannot be written."
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise ValueError(f'{out}: is a file, not a folder (--out needs a folder)')
+    probe = out
+    while not probe.exists() and probe != probe.parent: probe = probe.parent    # the nearest folder that exists
+    if not probe.is_dir(): raise ValueError(f'{out}: cannot be made, {probe} is a file')
+    if not os.access(probe, os.W_OK | os.X_OK): raise ValueError(f'{out}: cannot write there ({probe} is not writable)')
     return out
 
+# %% ../nbs/06_study.ipynb #a096a5de
+def dance_names(stem:str, styles:list, seeds:list) -> list[tuple]:
+    "(style, seed, file name without suffix) of every dance, in the order they are made."
+    pairs = [(st, s) for st in styles for s in seeds]
+    if len(pairs) == 1: return [(*pairs[0], stem)]
+    w = max(2, len(str(len(pairs) - 1)))
+    return [(st, s, f'{stem}_{k:0{w}d}_{st}_seed{s}') for k, (st, s) in enumerate(pairs)]
+
+# %% ../nbs/06_study.ipynb #456bdb3b
+def check_dance(args) -> dict:
+    "Check every input of `bailando dance` (in well under a second, before any model loads); returns the plan of the work."
+    seconds, device = check_seconds(args.seconds), check_device(args.device)
+    if args.style != 'all' and args.style not in STYLES: raise ValueError(f"--style {args.style!r}: choose one of {', '.join(STYLES)}, or all")
+    if not 1 <= args.num_dances <= 100: raise ValueError(f'--num-dances must be from 1 to 100, got {args.num_dances}')
+    top = MAX_SEED - args.num_dances + 1
+    if not 0 <= args.seed <= top: raise ValueError(f'--seed must be a whole number from 0 to {top}, got {args.seed}')
+    musics = [Path(m) for m in ([args.music] if isinstance(args.music, (str, Path)) else args.music)]
+    durations = [min(check_music(m), seconds or math.inf) for m in musics]
+    run = check_run(args.run if args.run else newest_run(args.runs))
+    out = check_out(args.out); styles = list(STYLES) if args.style == 'all' else [args.style]
+    songs, seen = [], {}
+    for m, d in zip(musics, durations):
+        folder = out/m.stem
+        if m.stem in seen: raise ValueError(f'{m} and {seen[m.stem]} would both write {folder}; rename one or dance them into another --out')
+        if folder.exists() and not folder.is_dir(): raise ValueError(f'{folder}: is a file; the dances of {m.name} go into a folder of that name')
+        seen[m.stem] = m
+        songs.append(dict(music=m, duration=d, folder=folder, names=dance_names(m.stem, styles, list(range(args.seed, args.seed + args.num_dances)))))
+    return dict(songs=songs, seconds=seconds, run=run, out=out, device=device)
+
+# %% ../nbs/06_study.ipynb #1ab99c32
+def decode_music(music:Path, dst:Path, seconds:float|None=None) -> Path:
+    "The first `seconds` (or all) of `music` as a 16-bit WAV at `dst`, decoded by ffmpeg: the one audio every later step reads."
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), '-nostdin', '-v', 'error', '-y', '-i', str(music), '-map', '0:a:0', '-vn']
+    cmd += (['-t', f'{seconds:.6f}'] if seconds is not None else []) + ['-c:a', 'pcm_s16le', '-f', 'wav', str(dst)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode and 'No space left' in r.stderr: raise OSError(errno.ENOSPC, f'no space left on the device writing {dst}')
+    if r.returncode: raise ValueError(f'{music}: ffmpeg could not decode it ({(r.stderr.strip().splitlines() or ["no message"])[-1]})')
+    return dst
+
+# %% ../nbs/06_study.ipynb #0d317c12
+def move_into_place(tmp:Path, final:Path) -> Path:
+    "Put the folder `tmp` at `final` with one rename; an older `final` is moved aside first and removed after."
+    old = None
+    if final.exists():
+        old = final.with_name(f'.{final.name}.{os.getpid()}.old.tmp')
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old is not None: shutil.rmtree(old, ignore_errors=True)
+    return final
+
+# %% ../nbs/06_study.ipynb #559ae122
+def _lap(times:dict, name:str, t0:float) -> float:
+    "Add the seconds since `t0` to `times[name]`; returns now."
+    now = time.perf_counter(); times[name] = times.get(name, 0) + now - t0; return now
+
+# %% ../nbs/06_study.ipynb #93a31648
+def dance_command(args) -> list[Path]:
+    "`bailando dance`: each music file -> `<out>/<music name>/` holding its dances' mp4s (with the music), joints (.npy, the original's .pkl) and BVH, each written as one set."
+    plan = check_dance(args); songs = plan['songs']
+    plan['out'].mkdir(parents=True, exist_ok=True); clean_stale_tmp(plan['out'])
+    times, jobs, tmps = {}, [], []
+    try:
+        for song in songs:
+            music, names = song['music'], song['names']
+            print(f"dancing to {music} ({song['duration']:.2f} s) with {plan['run']}: {len(names)} dance{'s' * (len(names) > 1)}", flush=True)
+            tmp = Path(tempfile.mkdtemp(dir=plan['out'], prefix=f".{song['folder'].name}.{os.getpid()}.", suffix='.tmp')); tmps.append(tmp)
+            t = time.perf_counter(); wav = decode_music(music, tmp/'music.wav', plan['seconds']); t = _lap(times, 'reading the music', t)
+            dances = {}
+            for style in dict.fromkeys(st for st, _, _ in names):
+                seeds = [s for st, s, _ in names if st == style]
+                try: made = dance(wav, plan['run'], style=style, seed=seeds, device=plan['device'], progress=True, times=times)
+                except ValueError as e: raise ValueError(str(e).replace(str(wav), str(music))) from None   # silence etc.: name the user's file
+                dances.update(zip([(style, s) for s in seeds], made))
+            t = time.perf_counter()
+            for st, s, name in names: save_joints(dances[st, s], tmp/name); save_bvh(dances[st, s], tmp/f'{name}.bvh')
+            _lap(times, 'joints and BVH', t)
+            jobs += [dict(joints=dances[st, s], path=tmp/f'{name}.mp4', music=wav, title=f'{music.name}, {st}' + (f', seed {s}' if len(names) > 1 else ''))
+                     for st, s, name in names]
+        t = time.perf_counter(); jobs[0]['progress'] = True     # the first video's bar stands for all (they render in parallel)
+        render_videos(jobs, workers=min(len(jobs), os.cpu_count() or 1)); _lap(times, 'render', t)
+        for song, tmp in zip(songs, tmps):
+            (tmp/'music.wav').unlink(); os.chmod(tmp, 0o777 & ~_umask()); move_into_place(tmp, song['folder'])
+    finally:
+        for tmp in tmps:
+            if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+    print('seconds: ' + ', '.join(f'{k} {v:.1f}' for k, v in times.items()), flush=True)
+    for song in songs: print(f"wrote {song['folder']}{os.sep}: {', '.join(sorted(p.name for p in song['folder'].iterdir()))}", flush=True)
+    return [song['folder'] for song in songs]
+
 # %% ../nbs/06_study.ipynb #244cf28b
+def one_line(e:BaseException) -> str:
+    "An error's message on one line: its first line, and its last when it has more (e.g. ffmpeg's own reason)."
+    lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()] or [type(e).__name__]
+    return lines[0] if len(lines) == 1 else f'{lines[0]} ... {lines[-1]}'
+
 def main(argv:list[str]|None=None) -> int:
-    "Entry point of the `bailando` console command; returns the exit status."
+    "Entry point of the `bailando` console command; returns the exit status (1: a one-line error, 130: interrupted)."
     args = build_parser().parse_args(argv)
     try:
         if args.command == 'study':
@@ -240,7 +408,9 @@ def main(argv:list[str]|None=None) -> int:
         else:
             from bailando.bench import bench_command
             bench_command(args)
-    except (StageFailed, FileNotFoundError, ValueError) as e:
-        print(f'bailando {args.command}: error: {e}', file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        print(f'bailando {args.command}: interrupted', file=sys.stderr); return 130
+    except (OSError, ValueError, RuntimeError) as e:   # what a user can cause: bad files, a full disk, a failed stage or ffmpeg
+        if os.environ.get('BAILANDO_DEBUG'): raise
+        print(f'bailando {args.command}: error: {one_line(e)}', file=sys.stderr); return 1
     return 0

@@ -12,21 +12,22 @@ import torch
 # %% auto #0
 __all__ = ['SMPL_JOINT_NAMES', 'SMPL_PARENTS', 'SMPL_OFFSETS', 'SMPL_J0', 'UPPER_JOINTS', 'LOWER_JOINTS', 'COCO_TO_SMPL',
            'BEAT_COLUMN', 'MUSIC_DIMS', 'MUSIC_EXTS', 'GENRES', 'MUSIC_SR', 'GENERATOR_VERSION', 'FLOOR_CLEARANCE',
-           'atomic_write', 'atomic_save', 'seed_everything', 'pick_device', 'shared_data', 'rodrigues', 'smpl_joints',
-           'to_bailando72', 'from_bailando72', 'split_halves', 'merge_halves', 'root_velocity', 'RefusedPickle',
-           'safe_load_pickle', 'load_motion', 'load_joints', 'cache_dir', 'load_audio', 'music_features', 'beat_frames',
-           'genre_of', 'music_id_of', 'read_split', 'music_path', 'warm_up_librosa', 'load_sequences', 'MotionWindows',
-           'make_dataset', 'beat_hit_rate', 'prepare_data']
+           'atomic_write', 'atomic_save', 'check_finite', 'clean_stale_tmp', 'seed_everything', 'pick_device',
+           'shared_data', 'rodrigues', 'smpl_joints', 'to_bailando72', 'from_bailando72', 'split_halves',
+           'merge_halves', 'root_velocity', 'RefusedPickle', 'safe_load_pickle', 'load_motion', 'load_joints',
+           'cache_dir', 'load_audio', 'audio_duration', 'music_features', 'beat_frames', 'genre_of', 'music_id_of',
+           'read_split', 'music_path', 'warm_up_librosa', 'load_sequences', 'MotionWindows', 'make_dataset',
+           'beat_hit_rate', 'prepare_data']
 
 # %% ../nbs/00_data.ipynb #23623919
 def _umask() -> int:
     m = os.umask(0); os.umask(m); return m
 
 def atomic_write(path, write_fn):
-    "Call `write_fn(tmp_path)` on a temporary file beside `path`, then rename it to `path` atomically."
+    "Call `write_fn(tmp_path)` on a temporary file beside `path` (`.<name>.<pid>.<random>.tmp`), then rename it to `path` atomically."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.{os.getpid()}.', suffix='.tmp')
     os.close(fd)
     try:
         write_fn(tmp)
@@ -40,6 +41,44 @@ def atomic_write(path, write_fn):
 def atomic_save(obj, path):
     "`torch.save` `obj` to `path` atomically."
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+# %% ../nbs/00_data.ipynb #d8211a9a
+def check_finite(state:dict, # name -> tensor (a state dict)
+                 path) -> dict:
+    "`state` unchanged, or a ValueError naming `path` and the first tensor holding NaN or inf."
+    for k, v in state.items():
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all():
+            raise ValueError(f'{path}: weight {k} holds NaN or inf (a diverged or damaged checkpoint); refusing to load it')
+    return state
+
+# %% ../nbs/00_data.ipynb #e57e3b0b
+import shutil
+
+def _tmp_pid(p:Path) -> int|None:
+    "The writer's process id in a temporary name `.<name>.<pid>.<random>.tmp` (None for other names)."
+    parts = p.name[:-len('.tmp')].rsplit('.', 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+def _alive(pid:int) -> bool:
+    "Whether a process with this id runs on this machine."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+# %% ../nbs/00_data.ipynb #75963142
+def clean_stale_tmp(folder, # a folder we write into atomically
+                    min_age:float=3600, # seconds: temporary files without a process id are removed only when this old
+                   ) -> list[Path]: # what was removed
+    "Remove the temporary files and folders (`.*.tmp`) that killed writers left in `folder`."
+    gone = []
+    for p in sorted(Path(folder).glob('.*.tmp')) if Path(folder).is_dir() else []:
+        pid = _tmp_pid(p)
+        if (pid is not None and _alive(pid)) or (pid is None and time.time() - p.lstat().st_mtime < min_age): continue
+        try: shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        except OSError: continue
+        gone.append(p)
+    return gone
 
 # %% ../nbs/00_data.ipynb #5d50492e
 def seed_everything(seed:int):
@@ -217,8 +256,10 @@ def load_motion(path) -> dict:
     d = safe_load_pickle(path)
     if not isinstance(d, dict) or not {'smpl_poses', 'smpl_trans', 'smpl_scaling'} <= set(d):
         raise ValueError(f'{path}: expected a dict with smpl_poses, smpl_trans, smpl_scaling')
-    poses, trans = np.asarray(d['smpl_poses'], np.float32), np.asarray(d['smpl_trans'], np.float32)
-    scaling = np.asarray(d['smpl_scaling'], np.float32).ravel()
+    try: poses, trans = np.asarray(d['smpl_poses'], np.float32), np.asarray(d['smpl_trans'], np.float32)
+    except (TypeError, ValueError) as e: raise ValueError(f'{path}: smpl_poses/smpl_trans are not arrays of numbers ({e})') from None
+    try: scaling = np.asarray(d['smpl_scaling'], np.float32).ravel()
+    except (TypeError, ValueError) as e: raise ValueError(f'{path}: smpl_scaling is not a number ({e})') from None
     if poses.ndim == 3 and poses.shape[1:] == (24, 3): poses = poses.reshape(len(poses), 72)
     if poses.ndim != 2 or poses.shape[1] != 72 or len(poses) < 2:
         raise ValueError(f'{path}: smpl_poses has shape {poses.shape}, expected (N, 72) with N >= 2')
@@ -246,11 +287,9 @@ MUSIC_DIMS = 438
 _FEATURE_VERSION = 1
 
 def cache_dir() -> Path:
-    "Where cached features live: `$BAILANDO_CACHE`, else `data/cache` in the repository, else ~/.cache/bailando."
+    "Where cached features live: `$BAILANDO_CACHE`, else the user's cache folder (`$XDG_CACHE_HOME/bailando`, ~/.cache/bailando)."
     if os.environ.get('BAILANDO_CACHE'): return Path(os.environ['BAILANDO_CACHE'])
-    repo = Path(__file__).resolve().parents[1] if '__file__' in globals() else Path.cwd().parent
-    if (repo/'data').is_dir(): return repo/'data'/'cache'
-    return Path.home()/'.cache'/'bailando'
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'bailando'
 
 # %% ../nbs/00_data.ipynb #12574355
 def _file_hash(path) -> str:
@@ -262,15 +301,37 @@ def _file_hash(path) -> str:
 
 # %% ../nbs/00_data.ipynb #16a553a6
 def load_audio(path, sr:int, seconds:float|None=None, min_seconds:float=0.5) -> np.ndarray:
-    "Mono audio at `sr` (the first `seconds` only, if given), with clear errors for missing, unreadable, too short or silent files."
+    "Mono audio at `sr` (only the first `seconds` are decoded, if given), with clear errors for missing, unreadable, too short or silent files."
     import librosa
     path = Path(path)
+    if path.is_dir(): raise IsADirectoryError(f'{path}: is a folder, not a music file')
     if not path.is_file(): raise FileNotFoundError(f'{path}: music file not found (no such file)')
     try: y, _ = librosa.load(path, sr=sr, mono=True, duration=seconds)
     except Exception as e: raise ValueError(f'{path}: unreadable audio (not readable by librosa: {type(e).__name__}: {e})') from None
     if len(y) < sr * min_seconds: raise ValueError(f'{path}: audio too short ({len(y)/sr:.2f} s, need at least {min_seconds} s)')
-    if not np.isfinite(y).all() or np.abs(y).max() < 1e-4: raise ValueError(f'{path}: audio is silent (or not finite)')
+    if not np.isfinite(y).all(): raise ValueError(f'{path}: audio holds NaN or inf samples')
+    core = y[int(0.1 * sr):len(y) - int(0.1 * sr)] if len(y) > sr else y    # resampling rings at the very ends, even for a constant
+    if np.abs(core - np.median(core)).max() < 1e-4: raise ValueError(f'{path}: audio is silent (no signal beyond a constant offset)')
     return y
+
+# %% ../nbs/00_data.ipynb #a5d60e4d
+import re, subprocess
+import imageio_ffmpeg
+import librosa
+import soundfile as sf
+
+# %% ../nbs/00_data.ipynb #3b79227c
+def audio_duration(path) -> float:
+    "Seconds of audio in `path`, from its header (soundfile, else ffmpeg's reading of it); clear errors for missing, folder or non-audio files."
+    path = Path(path)
+    if path.is_dir(): raise IsADirectoryError(f'{path}: is a folder, not a music file')
+    if not path.is_file(): raise FileNotFoundError(f'{path}: music file not found (no such file)')
+    try: info = sf.info(str(path)); return info.frames / info.samplerate
+    except Exception: pass
+    err = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), '-hide_banner', '-nostdin', '-i', str(path)], capture_output=True, text=True).stderr
+    m = re.search(r'Duration: (\d+):(\d+):(\d+\.\d+)', err)
+    if not m or 'Audio:' not in err: raise ValueError(f'{path}: unreadable audio (neither soundfile nor ffmpeg reads it as audio)')
+    return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
 
 # %% ../nbs/00_data.ipynb #8fa8dddd
 def _extract_features(y, sr:int) -> np.ndarray:
@@ -316,13 +377,19 @@ def beat_frames(feats) -> np.ndarray:
     return np.flatnonzero(np.asarray(feats)[:, BEAT_COLUMN] > 0.5)
 
 # %% ../nbs/00_data.ipynb #fafcc819
+def _token(seq:str, ok, what:str) -> str:
+    "The first `_`-separated token of a sequence name that `ok` accepts, or a ValueError naming the sequence."
+    t = next((t for t in Path(seq).stem.split('_') if ok(t)), None)
+    if t is None: raise ValueError(f'{seq!r} is not an AIST++ sequence name (no {what} token, as in gBR_sBM_cAll_d04_mBR0_ch01)')
+    return t
+
 def genre_of(seq:str) -> str:
     "The genre token (`gBR`) of a sequence name."
-    return next(t for t in Path(seq).stem.split('_') if t.startswith('g'))
+    return _token(seq, lambda t: t.startswith('g'), 'genre')
 
 def music_id_of(seq:str) -> str:
     "The music id token (`mBR0`) of a sequence name."
-    return next(t for t in Path(seq).stem.split('_') if t.startswith('m') and len(t) == 4)
+    return _token(seq, lambda t: t.startswith('m') and len(t) == 4, 'music')
 
 # %% ../nbs/00_data.ipynb #ed621751
 _LAYOUT = ('expected the AIST++ layout: <root>/motions/<seq>.pkl, <root>/splits/crossmodal_{train,val,test}.txt, '
@@ -351,7 +418,11 @@ def read_split(root, # data root (AIST++ layout)
         if not p.exists():
             if required: raise FileNotFoundError(f'{p}: split file not found; {_LAYOUT}')
             return []
-        return _read_list(p)
+        names = _read_list(p)
+        for i, n in enumerate(names, 1):
+            try: genre_of(n); music_id_of(n)
+            except ValueError as e: raise ValueError(f'{p}: line {i}: {e}') from None
+        return names
     if split == 'train': return [n for n in lst('train') if n not in ignore]
     if split == 'test': return lst('test') + lst('val', required=False)
     if split == 'val': return lst('val', required=False)
@@ -713,8 +784,12 @@ def prepare_data(root, # data root (AIST++ layout); the embedded set is made her
     embedded = not root.exists() or (root/'dataset.json').exists()   # never write into a folder we did not make
     if embedded: make_dataset(root, seed=seed, size=size, progress=progress)
     info = dict(data_root=str(root.resolve()), embedded=embedded, size=size if embedded else 'aistpp', seed=seed, splits={}, seconds={})
+    split_file = lambda split: root/'splits'/f'crossmodal_{split}.txt'
+    for split in ('train', 'test'):                                   # both splits checked before any work
+        if not read_split(root, split): raise ValueError(f'{split_file(split)}: the {split} split is empty (after the ignore list)')
     for split in ('train', 'test'):
         seqs = load_sequences(root, split, progress=progress, strict=strict, workers=workers or None)
+        if not seqs: raise ValueError(f'{split_file(split)}: none of its {len(read_split(root, split))} sequences could be loaded (see the warnings above)')
         info['splits'][split] = len(seqs)
         info['seconds'][split] = round(sum(len(q['motion']) for q in seqs) / 60, 1)
     info['splits']['all'] = len(read_split(root, 'all'))

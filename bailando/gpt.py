@@ -17,7 +17,8 @@ from . import data as bd
 __all__ = ['GPT_PRESETS', 'GPT_TRAIN', 'STYLES', 'gpt_config', 'gpt_train_config', 'cross_causal_mask', 'CrossCausalAttention',
            'Block', 'GPTBase', 'GPTHead', 'CrossCondGPT', 'encode_sequences', 'CodeWindows', 'gpt_loss', 'evaluate_gpt',
            'generate', 'generate_many', 'vqvae_fingerprint', 'start_code_table', 'gpt_meta', 'save_gpt', 'load_gpt',
-           'codes_to_joints', 'load_dancer', 'read_music', 'dance', 'baselines', 'window_length', 'train_gpt']
+           'codes_to_joints', 'load_dancer', 'read_music', 'dance_frames', 'dance', 'baselines', 'window_length',
+           'train_gpt']
 
 # %% ../nbs/02_gpt.ipynb #e600c1f9
 GPT_PRESETS = {
@@ -237,11 +238,13 @@ STYLES = {'greedy': dict(temperature=0.0, top_k=None), 'smooth': dict(temperatur
           'energetic': dict(temperature=1.0, top_k=32), 'wild': dict(temperature=1.3, top_k=None)}
 
 def _pick(logits, temperature, top_k, gen):
-    "Next codes (B,) from last-step logits (B, V): argmax when temperature is 0, else a seeded sample."
+    "Next codes (B,) from last-step logits (B, V): argmax when temperature is 0, else a seeded sample (`gen`: one generator, or one per row)."
     if not temperature: return logits.argmax(-1)
     lg = logits.float().cpu() / temperature  # (B, V)
     if top_k: lg = lg.masked_fill(lg < lg.topk(min(top_k, lg.shape[-1]), dim=-1).values[:, -1:], float('-inf'))
-    return torch.multinomial(lg.softmax(-1), 1, generator=gen)[:, 0].to(logits.device)
+    p = lg.softmax(-1)
+    if isinstance(gen, list): return torch.cat([torch.multinomial(p[i:i + 1], 1, generator=g)[:, 0] for i, g in enumerate(gen)]).to(logits.device)
+    return torch.multinomial(p, 1, generator=gen)[:, 0].to(logits.device)
 
 # %% ../nbs/02_gpt.ipynb #133b8a83
 @torch.no_grad()
@@ -249,17 +252,19 @@ def generate(model, music, start_up, start_down, # (B, N, n_music) music; (B, s)
              style:str='greedy',          # a key of STYLES
              temperature:float|None=None, # overrides the style's temperature (0 = greedy)
              top_k:int|None=None,         # overrides the style's top-k
-             seed:int|torch.Generator=0,  # seed (or generator) for sampling
+             seed:int|torch.Generator|list=0, # seed (or generator) for sampling, or a list: one per piece
              progress:bool=False) -> tuple[torch.Tensor, torch.Tensor]:
     "Codes (B, N) for each half, one step per music feature, with a sliding window of the model's context."
     if style not in STYLES: raise ValueError(f'unknown style {style!r}; choose one of {list(STYLES)}')
     temperature = STYLES[style]['temperature'] if temperature is None else temperature
     top_k = STYLES[style]['top_k'] if top_k is None else top_k
-    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+    as_gen = lambda s: s if isinstance(s, torch.Generator) else torch.Generator().manual_seed(int(s))
+    gen = [as_gen(s) for s in seed] if isinstance(seed, (list, tuple)) else as_gen(seed)
     dev, W = next(model.parameters()).device, model.config['block_size']
     music = torch.as_tensor(music, dtype=torch.float32, device=dev)
     start_up, start_down = (torch.as_tensor(s, dtype=torch.long, device=dev).reshape(len(music), -1) for s in (start_up, start_down))
     B, N, s = music.shape[0], music.shape[1], start_up.shape[1]
+    if isinstance(gen, list) and len(gen) != B: raise ValueError(f'{len(gen)} seeds for {B} pieces; give one per piece')
     if N < 2: raise ValueError(f'music has {N} code steps; at least 2 (0.27 s at 7.5 fps) are needed')
     if not 1 <= s <= N or start_down.shape != start_up.shape:
         raise ValueError(f'start codes {tuple(start_up.shape)}/{tuple(start_down.shape)} must both be (B, s) with 1 <= s <= {N}')
@@ -319,7 +324,7 @@ def load_gpt(path, device='auto') -> CrossCondGPT:
     if not (isinstance(ck, dict) and isinstance(ck.get('model'), dict) and isinstance(ck.get('config'), dict) and 'gpt' in ck['config']):
         raise ValueError(f'{path}: not a GPT checkpoint (expected `model` weights and `config["gpt"]` sizes)')
     model = CrossCondGPT(ck['config']['gpt'])
-    state = {k.removeprefix('_orig_mod.'): v for k, v in ck['model'].items()}
+    state = bd.check_finite({k.removeprefix('_orig_mod.'): v for k, v in ck['model'].items()}, path)
     try: model.load_state_dict(state)
     except RuntimeError as e: raise ValueError(f'{path}: the weights do not fit the stored sizes: {e}') from None
     model.meta = {k: v for k, v in ck['config'].items() if k != 'gpt'}
@@ -365,31 +370,47 @@ def _start_pair(meta:dict, genre:str|None, seed:int) -> tuple[int, int]:
     return tuple(pairs[int(torch.randint(len(pairs), (1,), generator=torch.Generator().manual_seed(seed)))])
 
 def read_music(music_path, seconds:float|None=None) -> np.ndarray:
-    "7.5-fps music features (N, 438) of an audio file, cut to `seconds`; clear errors for missing, non-audio or too short files."
+    "7.5-fps music features (N, 438) of an audio file's first `seconds` (only those are decoded); clear errors for missing, non-audio or too short files."
     p = Path(music_path)
-    if not p.is_file(): raise FileNotFoundError(f'{p}: no such audio file')
-    try: music = np.asarray(bd.music_features(p, fps=7.5), dtype=np.float32)
+    bd.audio_duration(p)                                                    # missing, a folder, not audio: a clear error
+    try: music = np.asarray(bd.music_features(p, fps=7.5, seconds=seconds), dtype=np.float32)
+    except (OSError, ValueError): raise
     except Exception as e: raise ValueError(f'{p}: could not be read as audio ({type(e).__name__}: {e})') from None
-    if seconds is not None: music = music[:max(0, int(round(seconds * 7.5)))]
     if len(music) < 2: raise ValueError(f'{p}: {len(music)} music steps at 7.5 fps; at least 2 (0.27 s) are needed')
     return music
+
+def dance_frames(music_path, seconds:float|None=None, fps:int=60) -> int:
+    "Frames of a dance exactly as long as the music (or its first `seconds`): the duration times `fps`, rounded down."
+    d = bd.audio_duration(music_path)
+    return int(math.floor(fps * (d if seconds is None else min(seconds, d)) + 1e-6))
+
+# %% ../nbs/02_gpt.ipynb #16e77aa5
+import time
 
 # %% ../nbs/02_gpt.ipynb #9a867352
 def dance(music_path,                       # any audio file librosa reads
           run_dir_or_checkpoint,            # a run folder, or a GPT checkpoint with vqvae_root.pt beside it
           style:str='greedy',               # a key of STYLES
           seconds:float|None=None,          # dance only the first `seconds` of the music
-          seed:int=0,                       # fixes the start pose and the sampling
+          seed:int|list=0,                  # fixes the start pose and the sampling; a list: one dance per seed, as one batch
           device='auto',
           genre:str|None=None,              # start from a training dance of this genre (e.g. 'gBR')
           start:tuple|None=None,            # or given start codes (up (s,), down (s,))
-          progress:bool=False) -> np.ndarray:
-    "Joints (T, 24, 3) at 60 fps dancing to the music at `music_path`; T = 8 x the music's 7.5-fps steps."
-    gpt, vq = load_dancer(run_dir_or_checkpoint, device)
-    music = read_music(music_path, seconds)
-    su, sd = ([s] for s in _start_pair(gpt.meta, genre, seed)) if start is None else start
-    up, down = generate(gpt, music[None], torch.as_tensor(su)[None], torch.as_tensor(sd)[None], style=style, seed=seed, progress=progress)
-    return codes_to_joints(vq, up, down)[0]
+          progress:bool=False,
+          times:dict|None=None) -> np.ndarray: # filled with the seconds of each step, when given
+    "Joints (T, 24, 3) at 60 fps (B, T, 24, 3 for a list of seeds), exactly as long as the music (or `seconds`)."
+    clock, times = time.perf_counter(), {} if times is None else times
+    def lap(name):
+        nonlocal clock; now = time.perf_counter(); times[name] = times.get(name, 0) + now - clock; clock = now
+    music, T = read_music(music_path, seconds), dance_frames(music_path, seconds); lap('music features')
+    gpt, vq = load_dancer(run_dir_or_checkpoint, device); lap('loading')
+    seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed]
+    if start is None: starts = torch.tensor([_start_pair(gpt.meta, genre, s) for s in seeds])[:, :, None]  # (B, 2, 1)
+    else: starts = torch.stack([torch.stack([torch.as_tensor(start[0]), torch.as_tensor(start[1])])] * len(seeds))
+    mus = torch.as_tensor(music)[None].expand(len(seeds), -1, -1)
+    up, down = generate(gpt, mus, starts[:, 0], starts[:, 1], style=style, seed=seeds, progress=progress); lap('generation')
+    joints = codes_to_joints(vq, up, down)[:, :T]; lap('decoding')
+    return joints if isinstance(seed, (list, tuple)) else joints[0]
 
 # %% ../nbs/02_gpt.ipynb #f9171678
 def baselines(coded_train:list[dict], coded_val:list[dict], vocab:int, smooth:float=0.1) -> dict:

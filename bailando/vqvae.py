@@ -281,15 +281,19 @@ class SepVQVAE(nn.Module):
 # %% ../nbs/01_vqvae.ipynb #7714aa45
 def n_params(module): return sum(p.numel() for p in module.parameters())
 
+# %% ../nbs/01_vqvae.ipynb #47994be4
+from .data import check_finite
+
 # %% ../nbs/01_vqvae.ipynb #4b324e15
 def read_checkpoint(path, device='cpu') -> dict:
-    "A training checkpoint, loaded safely; a clear error for missing or corrupt files."
+    "A training checkpoint, loaded safely; a clear error for missing or corrupt files and for NaN or inf weights."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f'no checkpoint at {path}')
     try: ck = torch.load(path, map_location=device, weights_only=True)
     except Exception as e: raise ValueError(f'{path} is not a readable checkpoint (corrupt or not written by bailando): {e}') from None
     if not isinstance(ck, dict) or 'model' not in ck or 'config' not in ck:
         raise ValueError(f'{path} is not a bailando training checkpoint (no model/config entries)')
+    if isinstance(ck['model'], dict): check_finite(ck['model'], path)
     return ck
 
 def same_arch(a:dict, b:dict) -> bool:

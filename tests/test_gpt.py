@@ -86,6 +86,10 @@ def test_seeded_sampling_is_reproducible():
     run = lambda seed, style='energetic': G.generate(m, mus, [[0], [1]], [[1], [2]], style=style, seed=seed)[0]
     assert torch.equal(run(7), run(7)) and not torch.equal(run(7), run(8))
     assert torch.equal(run(7, 'greedy'), run(8, 'greedy'))
+    batch = G.generate(m, mus[:1].expand(3, -1, -1), [[0]] * 3, [[1]] * 3, style='energetic', seed=[5, 7, 9])[0]
+    alone = G.generate(m, mus[:1], [[0]], [[1]], style='energetic', seed=[7])[0]
+    assert torch.equal(batch[1], alone[0]) and not torch.equal(batch[0], batch[1])   # one generator per dance
+    with pytest.raises(ValueError, match='one per piece'): G.generate(m, mus, [[0], [1]], [[1], [2]], style='wild', seed=[1])
 
 
 def test_batch_equals_each_piece_alone_in_fp32():
@@ -175,9 +179,9 @@ def test_dance_is_as_long_as_the_music_and_deterministic(tiny_run):
     from bailando import data as bd
     run, root, seqs, coded = tiny_run
     audio = bd.music_path(root, seqs[0]['name'])
-    n = len(bd.music_features(audio, fps=7.5))
+    n, T = len(bd.music_features(audio, fps=7.5)), int(bd.audio_duration(audio) * 60)
     j = G.dance(audio, run)
-    assert j.shape == (8 * n, 24, 3) and j.dtype == np.float32 and np.isfinite(j).all()
+    assert j.shape == (T, 24, 3) and 8 * (n - 1) <= T <= 8 * n and j.dtype == np.float32 and np.isfinite(j).all()
     assert np.array_equal(j, G.dance(audio, run/'checkpoints'/'gpt.pt'))
     assert G.dance(audio, run, seconds=2).shape == (8 * 15, 24, 3)
 
@@ -188,6 +192,8 @@ def test_dance_sampling_is_seeded_and_genre_starts_work(tiny_run):
     audio = bd.music_path(root, seqs[0]['name'])
     a, b = (G.dance(audio, run, style='wild', seconds=3, seed=1) for _ in range(2))
     assert np.array_equal(a, b)
+    batch = G.dance(audio, run, style='wild', seconds=3, seed=[0, 1, 2])   # one batch; each dance equals its seed's alone
+    assert batch.shape == (3, 180, 24, 3) and np.allclose(batch[1], a, atol=1e-4)
     genre = coded[0]['genre']
     assert G.dance(audio, run, seconds=2, genre=genre).shape == (8 * 15, 24, 3)
     with pytest.raises(ValueError, match='gNOPE'): G.dance(audio, run, seconds=2, genre='gNOPE')
