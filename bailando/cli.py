@@ -99,8 +99,8 @@ class _Unnoisy(logging.Filter):
     "Drops papermill's warnings about parameters the runner passes to every chapter by design."
     def filter(self, record): return not record.getMessage().startswith(('Passed unknown parameter', 'Unable to parse line'))
 
-_PM_LOG = logging.getLogger('papermill')
-if not any(isinstance(f, _Unnoisy) for f in _PM_LOG.filters): _PM_LOG.addFilter(_Unnoisy())
+for _log in map(logging.getLogger, ('papermill', 'papermill.translators')):   # a filter holds only on the logger it is added to
+    if not any(isinstance(f, _Unnoisy) for f in _log.filters): _log.addFilter(_Unnoisy())
 KERNEL_ARGS = ['--IPKernelApp.log_level=ERROR']  # the kernel's TCP warning (a loopback socket) is noise on every stage
 
 # %% ../nbs/06_study.ipynb #dfda6a6a
