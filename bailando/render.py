@@ -15,6 +15,7 @@ from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import to_rgba
 from matplotlib.image import imsave
 from matplotlib.patches import Polygon
+from matplotlib.ticker import MaxNLocator
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 from tqdm.auto import tqdm
@@ -99,9 +100,10 @@ class StickFigure:
         if not size >= 120: raise ValueError(f'size is the picture height in pixels, at least 120; got {size}')
         self.dances = [check_joints(d, f'dance {i}').astype(np.float64) for i, d in enumerate(dances)]
         self.T, self.fps, self.u, n = min(len(d) for d in self.dances), fps, size / 720, len(self.dances)
+        self.fu = max(self.u, min(0.8, 1.6 * self.u))                            # text shrinks less than the picture: readable at 480 px
         self.cam, self.colours = camera_axes(azim, elev), bone_colours()
-        H, lab, strip = 2 * round(size / 2), (self._px(28) if labels else 0), (self._px(86) if beats is not None else 0)
-        Wp = 2 * round(0.45 * (H - lab - strip - (self._px(58) if title else 0)))        # even sizes for H.264
+        H, lab, strip = 2 * round(size / 2), (self._px(28, True) if labels else 0), (self._px(86, True) if beats is not None else 0)
+        Wp = 2 * round(0.45 * (H - lab - strip - (self._px(58, True) if title else 0)))        # even sizes for H.264
         W = n * Wp
         self.fig = Figure(figsize=(W / 100, H / 100), dpi=100); FigureCanvasAgg(self.fig); self.fig.patch.set_facecolor('white')
         self.caption, top = self._caption(title) if title else (None, 0)
@@ -113,13 +115,13 @@ class StickFigure:
         self.fig.canvas.draw(); self._bg = self.fig.canvas.copy_from_bbox(self.fig.bbox)   # all that does not move
         self.update(0)
 
-    def _px(self, v): return max(1, round(v * self.u))                          # v pixels at 720 px, at this size
-    def _pt(self, v): return v * self.u * 0.72                                  # the same as a font size in points (dpi 100)
+    def _px(self, v, text=False): return max(1, round(v * (self.fu if text else self.u)))   # v pixels at 720 px, at this size (text: at its scale)
+    def _pt(self, v): return v * self.fu * 0.72                                 # a font of v pixels at 720 px, in points (dpi 100)
 
     def _caption(self, title):
         "The caption wrapped to the figure's width (narrower until it fits), and its band's height in pixels."
-        W, H = self.shape; pad, r = self._px(8), self.fig.canvas.get_renderer()
-        for chars in range(max(8, int((W - 2 * pad) / (0.5 * 17 * self.u))), 1, -2):
+        W, H = self.shape; pad, r = self._px(8, True), self.fig.canvas.get_renderer()
+        for chars in range(max(8, int((W - 2 * pad) / (0.5 * 17 * self.fu))), 1, -2):
             t = self.fig.text(0.5, 1 - pad / H, '\n'.join(textwrap.fill(p, chars) for p in str(title).split('\n')),
                               ha='center', va='top', fontsize=self._pt(17), color='0.15', linespacing=1.2)
             bb = t.get_window_extent(r)
@@ -147,17 +149,18 @@ class StickFigure:
 
     def _timeline(self, beats, strip):
         "The beat timeline under the panels: music beats over motion beats, names left of the marks, seconds under them."
-        W, H = self.shape; left, right, bottom = self._px(100), self._px(22), self._px(28); h = strip - bottom - self._px(8)
+        W, H = self.shape; left, right, bottom = self._px(100, True), self._px(22, True), self._px(28, True); h = strip - bottom - self._px(8, True)
         ax = self.fig.add_axes([left / W, bottom / H, (W - left - right) / W, h / H]); music, motion = beats
         ax.vlines(np.asarray(music) / self.fps, 0.54, 1, color='tab:green', lw=self._pt(2))
         ax.vlines(np.asarray(motion) / self.fps, 0, 0.46, color='tab:purple', lw=self._pt(2))
         ax.set_xlim(0, self.T / self.fps); ax.set_ylim(0, 1); ax.set_yticks([])
+        ax.xaxis.set_major_locator(MaxNLocator(max(2, int((W - left - right) / self._px(70, True)))))   # labels apart
         ax.tick_params(labelsize=self._pt(12), length=self._px(4), pad=self._px(2))
         for s in ('top', 'right', 'left'): ax.spines[s].set_visible(False)
-        self.row_labels = [self.fig.text((left - self._px(8)) / W, (bottom + f * h) / H, name, ha='right', va='center',
+        self.row_labels = [self.fig.text((left - self._px(8, True)) / W, (bottom + f * h) / H, name, ha='right', va='center',
                                          fontsize=self._pt(12), color=c)
                            for f, name, c in ((0.77, 'music beats', 'tab:green'), (0.23, 'motion beats', 'tab:purple'))]
-        self.row_labels.append(self.fig.text((left - self._px(8)) / W, (bottom - self._px(6)) / H, 'seconds', ha='right', va='top',
+        self.row_labels.append(self.fig.text((left - self._px(8, True)) / W, (bottom - self._px(6, True)) / H, 'seconds', ha='right', va='top',
                                              fontsize=self._pt(12), color='0.3'))
         self.timeline = ax
         return ax.axvline(0, color='black', lw=self._pt(2.5), animated=True)
