@@ -160,7 +160,7 @@ class StickFigure:
         self.row_labels = [self.fig.text((left - self._px(8, True)) / W, (bottom + f * h) / H, name, ha='right', va='center',
                                          fontsize=self._pt(12), color=c)
                            for f, name, c in ((0.77, 'music beats', 'tab:green'), (0.23, 'motion beats', 'tab:purple'))]
-        self.row_labels.append(self.fig.text((left - self._px(8, True)) / W, (bottom - self._px(6, True)) / H, 'seconds', ha='right', va='top',
+        self.row_labels.append(self.fig.text((left - self._px(24, True)) / W, (bottom - self._px(6, True)) / H, 'seconds', ha='right', va='top',
                                              fontsize=self._pt(12), color='0.3'))
         self.timeline = ax
         return ax.axvline(0, color='black', lw=self._pt(2.5), animated=True)
