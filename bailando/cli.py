@@ -184,6 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('--seed', type=int, default=0)
     d.add_argument('--out', required=True, help='output folder')
     d.add_argument('--device', default='auto')
+    w = sub.add_parser('import-weights', help="turn the authors' released checkpoints into a run folder (chapter 09)")
+    w.add_argument('vqvae', help='experiments/sep_vqvae_root/ckpt/epoch_500.pt')
+    w.add_argument('gpt', nargs='+', help='experiments/actor_critic/ckpt/epoch_10.pt and/or experiments/cc_motion_gpt/ckpt/epoch_400.pt')
+    w.add_argument('--out', required=True, help='the run folder to write, e.g. runs/bailando-released')
+    w.add_argument('--size', default='paper', help="the size the files must have (paper: the released weights)")
+    w.add_argument('--force', action='store_true', help='replace an existing --out')
+    x = sub.add_parser('export-weights', help="write a run's models as checkpoints the original code loads (chapter 09)")
+    x.add_argument('run', help='a run folder')
+    x.add_argument('--out', required=True, help='folder to write (experiments/... inside)')
+    x.add_argument('--force', action='store_true', help='replace an existing --out')
     b = sub.add_parser('bench', help='print the speed table (and write it as JSON)')
     b.add_argument('--out', default='bench.json')
     b.add_argument('--quick', action='store_true', help='fewer repeats, cpu preset only')
@@ -237,10 +247,13 @@ def main(argv:list[str]|None=None) -> int:
             run_study(args.name, args.preset, args.data, args.seed, args.runs, args.force, args.device, args.stages,
                       args.quiet, command='bailando ' + ' '.join(argv if argv is not None else sys.argv[1:]), nproc=args.nproc)
         elif args.command == 'dance': dance_command(args)
+        elif args.command in ('import-weights', 'export-weights'):
+            from bailando.weights import weights_command   # lazy: the model code loads only for the job that needs it
+            weights_command(args)
         else:
             from bailando.bench import bench_command   # lazy: the model code loads only for the job that needs it
             bench_command(args)
-    except (StageFailed, FileNotFoundError, ValueError) as e:
+    except (StageFailed, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f'bailando {args.command}: error: {e}', file=sys.stderr)
         return 1
     return 0

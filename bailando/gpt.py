@@ -252,13 +252,15 @@ def generate(model, music, start_up, start_down, # (B, N, n_music) music; (B, s)
              temperature:float|None=None, # overrides the style's temperature (0 = greedy)
              top_k:int|None=None,         # overrides the style's top-k
              seed:int|torch.Generator=0,  # seed (or generator) for sampling
+             context:int|None=None,       # code steps in the sliding window (None: the checkpoint's `meta['context']`, else block_size)
              progress:bool=False) -> tuple[torch.Tensor, torch.Tensor]:
     "Codes (B, N) for each half, one step per music feature, with a sliding window of the model's context."
     if style not in STYLES: raise ValueError(f'unknown style {style!r}; choose one of {list(STYLES)}')
     temperature = STYLES[style]['temperature'] if temperature is None else temperature
     top_k = STYLES[style]['top_k'] if top_k is None else top_k
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
-    dev, W = next(model.parameters()).device, model.config['block_size']
+    dev, W = next(model.parameters()).device, context or getattr(model, 'meta', {}).get('context') or model.config['block_size']
+    if not 1 <= W <= model.config['block_size']: raise ValueError(f"context={W}: must lie in 1..{model.config['block_size']} (the block size)")
     music = torch.as_tensor(music, dtype=torch.float32, device=dev)
     start_up, start_down = (torch.as_tensor(s, dtype=torch.long, device=dev).reshape(len(music), -1) for s in (start_up, start_down))
     B, N, s = music.shape[0], music.shape[1], start_up.shape[1]
