@@ -9,10 +9,15 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 import numpy as np
+import imageio_ffmpeg
+import torch
+from matplotlib.animation import FuncAnimation
+from tqdm.auto import tqdm
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from mpl_toolkits.mplot3d.art3d import Line3DCollection
 from scipy.spatial.transform import Rotation
+from .data import music_path, music_features, load_joints, genre_of, music_id_of
 from .data import (atomic_write, smpl_joints, SMPL_PARENTS, SMPL_OFFSETS, SMPL_JOINT_NAMES,
                            UPPER_JOINTS, LOWER_JOINTS, BEAT_COLUMN)
 from . import metrics
@@ -120,7 +125,6 @@ class StickFigure:
 # %% ../nbs/05_render.ipynb #f5ce97bd
 def ffmpeg_exe() -> str:
     "Path of the ffmpeg bundled with `imageio-ffmpeg`."
-    import imageio_ffmpeg
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 def audio_seconds(path) -> float:
@@ -187,7 +191,7 @@ def render_video(joints,                     # (T, 24, 3), a list of them, or {l
     step = max(1, round(fps / gif_fps)) if gif else 1
     frames = range(0, T, step)
     if progress:
-        from tqdm.auto import tqdm; frames = tqdm(frames, desc=path.name)
+        frames = tqdm(frames, desc=path.name)
     return atomic_write(path, lambda tmp: _encode(fig, frames, tmp, fps / step, None if gif else music, seconds, gif))
 
 # %% ../nbs/05_render.ipynb #bef2da30
@@ -234,7 +238,7 @@ def player(dances,                # (T, 24, 3) joints or {name: joints}
            step:int=4,            # show every `step`-th frame while playing
            size:int=320):
     "An ipywidgets player: pick a dance, play/pause, scrub frames, beats on a timeline."
-    import ipywidgets as W
+    import ipywidgets as W   # lazy: only a live notebook shows the player
     dances, music = _as_dict(dances), _as_dict(music) if music is not None else {}
     pick = W.Dropdown(options=list(dances), description='dance')
     play = W.Play(interval=int(1000 * step / fps), step=step); slider = W.IntSlider(description='frame', step=1)
@@ -249,7 +253,6 @@ def player(dances,                # (T, 24, 3) joints or {name: joints}
 # %% ../nbs/05_render.ipynb #2b3fa1de
 def animation_html(joints, music60=None, fps:int=60, step:int=6, size:int=240) -> str:
     "An inline HTML animation of a dance with its beat timeline (matplotlib's `to_jshtml`): the player's static stand-in."
-    from matplotlib.animation import FuncAnimation
     sf = StickFigure([joints], size=size, fps=fps, beats=beats_of(joints, music60))
     anim = FuncAnimation(sf.fig, sf.update, frames=range(0, sf.T, step), interval=1000 * step / fps)
     return anim.to_jshtml(fps=fps / step, default_mode='loop')
@@ -263,7 +266,7 @@ class DanceView:
         return animation_html(d, _as_dict(self.music).get(name) if self.music is not None else None, self.fps, self.step)
     def _repr_mimebundle_(self, include=None, exclude=None):
         bundle = {'text/html': self.html(), 'text/plain': f'DanceView({", ".join(self.dances)})'}
-        from IPython import get_ipython
+        from IPython import get_ipython   # lazy: only a notebook asks for the display
         if type(get_ipython()).__name__ == 'ZMQInteractiveShell':   # a live kernel: the widget first, the animation as fallback
             bundle.update(player(self.dances, self.music, self.fps)._repr_mimebundle_())
             bundle['text/plain'] = f'DanceView({", ".join(self.dances)})'
@@ -371,7 +374,7 @@ def forward_kinematics(local, root, offsets=None) -> np.ndarray:
 # %% ../nbs/05_render.ipynb #2545fd5b
 def bvh_positions(path) -> np.ndarray:
     "Joints `(T, 24, 3)` of a BVH written by `save_bvh`, read with the PyPI `bvh` parser and our forward kinematics."
-    from bvh import Bvh
+    from bvh import Bvh   # lazy: a dev requirement, only this check needs it
     m = Bvh(Path(path).read_text()); frames = np.array(m.frames, dtype=np.float64)          # (T, channels)
     def cols(name, chans):
         i, have = m.get_joint_channels_index(name), m.joint_channels(name)
@@ -497,14 +500,12 @@ def _beats_section(run):
 def _music_of(run, seq, T):
     "60-fps music features of sequence `seq`, from the data set named in `data.json`, or None."
     try:
-        from bailando.data import music_features, music_path
         root = (_read_json(run/'data.json') or {}).get('data_root')
         return music_features(music_path(root, seq))[:T] if root else None
     except Exception: return None
 
 # %% ../nbs/05_render.ipynb #8b22e01a
 def _sizes_section(run):
-    import torch
     rows = []
     for ck in sorted((run/'checkpoints').glob('*.pt')) if (run/'checkpoints').is_dir() else []:
         try:
@@ -583,7 +584,6 @@ def write_report(run_dir, path=None) -> Path:
 # %% ../nbs/05_render.ipynb #be485de5
 def _study_job(run, d, size, fps):
     "`render_video` arguments for dance file `d`: its music and, when the data set has it, the ground truth beside it."
-    from bailando.data import music_path, music_features, load_joints, genre_of, music_id_of
     joints, music, gt, beats = np.load(d, allow_pickle=False), None, None, None
     root = (_read_json(run/'data.json') or {}).get('data_root')
     try: music = music_path(root, d.stem) if root else None
