@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, json, os, sys, time
 from pathlib import Path
-from .data import atomic_write
+from .data import atomic_write, load_audio
 
 # %% auto #0
 __all__ = ['STAGES', 'STUDY_PRESETS', 'STAGE_SHARE', 'repo_root', 'data_size', 'default_data_root', 'stage_params', 'read_stages',
@@ -80,7 +80,7 @@ def mark_stage(run_dir:Path, stage:str, seconds:float):
 # %% ../nbs/06_study.ipynb #3113f510
 def kernel_name() -> str:
     "The Jupyter kernel papermill uses: `bailando` when registered, else `python3`."
-    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.kernelspec import KernelSpecManager   # lazy: only a study runs notebooks
     return 'bailando' if 'bailando' in KernelSpecManager().find_kernel_specs() else 'python3'
 
 # %% ../nbs/06_study.ipynb #dfda6a6a
@@ -90,7 +90,7 @@ class StageFailed(RuntimeError):
 # %% ../nbs/06_study.ipynb #d38ea7ee
 def run_stage(stage:str, params:dict, run_dir:Path, quiet:bool=False) -> float:
     "Execute the chapter `stage` with `params` into `run_dir/<stage>.ipynb`; returns the seconds it took."
-    import papermill as pm
+    import papermill as pm   # lazy: only a study runs notebooks
     src, dst = repo_root()/'nbs'/f'{stage}.ipynb', Path(run_dir)/f'{stage}.ipynb'
     if not src.exists(): raise FileNotFoundError(f'{src}: the chapter notebook is missing')
     t0 = time.time()
@@ -113,7 +113,7 @@ def fmt_secs(s:float) -> str:
 # %% ../nbs/06_study.ipynb #8af40d81
 def training_command(stage:str, params:dict, nproc:int) -> list[str]:
     "The torchrun command that trains chapter `stage` with its papermill `params` on `nproc` processes of this machine."
-    from bailando.train import CHAPTERS
+    from bailando.train import CHAPTERS   # lazy: the model code loads only for the job that needs it
     return [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}', '-m', 'bailando.train',
             CHAPTERS[stage], '--run-dir', str(params['out_dir']), '--params', json.dumps(params)]
 
@@ -184,6 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('--seed', type=int, default=0)
     d.add_argument('--out', required=True, help='output folder')
     d.add_argument('--device', default='auto')
+    w = sub.add_parser('import-weights', help="turn the authors' released checkpoints into a run folder (chapter 09)")
+    w.add_argument('vqvae', help='experiments/sep_vqvae_root/ckpt/epoch_500.pt')
+    w.add_argument('gpt', nargs='+', help='experiments/actor_critic/ckpt/epoch_10.pt and/or experiments/cc_motion_gpt/ckpt/epoch_400.pt')
+    w.add_argument('--out', required=True, help='the run folder to write, e.g. runs/bailando-released')
+    w.add_argument('--size', default='paper', help="the size the files must have (paper: the released weights)")
+    w.add_argument('--force', action='store_true', help='replace an existing --out')
+    x = sub.add_parser('export-weights', help="write a run's models as checkpoints the original code loads (chapter 09)")
+    x.add_argument('run', help='a run folder')
+    x.add_argument('--out', required=True, help='folder to write (experiments/... inside)')
+    x.add_argument('--force', action='store_true', help='replace an existing --out')
     b = sub.add_parser('bench', help='print the speed table (and write it as JSON)')
     b.add_argument('--out', default='bench.json')
     b.add_argument('--quick', action='store_true', help='fewer repeats, cpu preset only')
@@ -206,20 +216,20 @@ def newest_run(runs:str|Path='runs') -> Path:
 # %% ../nbs/06_study.ipynb #053a1f63
 def check_music(path:str|Path, min_seconds:float=2.0) -> float:
     "Raise a clear error unless `path` is readable, non-silent audio of at least `min_seconds`; returns its duration."
-    from bailando.data import load_audio
     return len(load_audio(path, sr=8000, min_seconds=min_seconds)) / 8000
 
 # %% ../nbs/06_study.ipynb #93a31648
 def dance_command(args) -> Path:
     "`bailando dance`: music file -> mp4 with the music, joints (.npy and the original's pkl) and BVH in `args.out`."
-    from bailando.gpt import dance
-    from bailando.render import render_video, save_joints, save_bvh
+    from bailando.gpt import dance   # lazy, as the others in this module: the model code is not needed by --help or study
+    from bailando.actor_critic import final_dancer   # lazy, as above
+    from bailando.render import render_video, save_joints, save_bvh   # lazy, as above
     music = Path(args.music)
     check_music(music)
     run = Path(args.run) if args.run else newest_run(args.runs)
     if not is_finished(run): raise FileNotFoundError(f'{run}: not a finished run (its GPT stage has not finished)')
     print(f'dancing to {music} with {run} (style {args.style})', flush=True)
-    joints = dance(music, run, style=args.style, seconds=args.seconds, seed=args.seed, device=args.device)
+    joints = dance(music, final_dancer(run), style=args.style, seconds=args.seconds, seed=args.seed, device=args.device)
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     stem = out/music.stem
     save_joints(joints, stem)
@@ -237,10 +247,13 @@ def main(argv:list[str]|None=None) -> int:
             run_study(args.name, args.preset, args.data, args.seed, args.runs, args.force, args.device, args.stages,
                       args.quiet, command='bailando ' + ' '.join(argv if argv is not None else sys.argv[1:]), nproc=args.nproc)
         elif args.command == 'dance': dance_command(args)
+        elif args.command in ('import-weights', 'export-weights'):
+            from bailando.weights import weights_command   # lazy: the model code loads only for the job that needs it
+            weights_command(args)
         else:
-            from bailando.bench import bench_command
+            from bailando.bench import bench_command   # lazy: the model code loads only for the job that needs it
             bench_command(args)
-    except (StageFailed, FileNotFoundError, ValueError) as e:
+    except (StageFailed, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f'bailando {args.command}: error: {e}', file=sys.stderr)
         return 1
     return 0

@@ -9,6 +9,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 import numpy as np
+import imageio_ffmpeg
+import torch
+from tqdm.auto import tqdm
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection, PolyCollection
@@ -18,7 +21,7 @@ from matplotlib.patches import Polygon
 from matplotlib.ticker import MaxNLocator
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
-from tqdm.auto import tqdm
+from .data import music_path, music_features, load_joints, genre_of, music_id_of
 from .data import (atomic_write, smpl_joints, SMPL_PARENTS, SMPL_OFFSETS, SMPL_JOINT_NAMES,
                            UPPER_JOINTS, LOWER_JOINTS, BEAT_COLUMN)
 from . import metrics
@@ -215,7 +218,6 @@ class StickFigure:
 # %% ../nbs/05_render.ipynb #f5ce97bd
 def ffmpeg_exe() -> str:
     "Path of the ffmpeg bundled with `imageio-ffmpeg`."
-    import imageio_ffmpeg
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 def audio_seconds(path) -> float:
@@ -354,7 +356,7 @@ def player(dances,                # (T, 24, 3) joints or {name: joints}
            size:int=480,          # height of the picture in pixels, shown at that size (not stretched)
            audio=None):           # the music file, or {name: file}: an audio player under the controls
     "An ipywidgets player at its natural size: the picture, right under it play/pause, a frame slider, the time and a dance picker, then the music."
-    import ipywidgets as W
+    import ipywidgets as W   # lazy: only a live notebook shows the player
     dances, music, audio = _as_dict(dances), _as_dict(music) if music is not None else {}, _as_dict(audio) if audio is not None else {}
     image, state = W.Image(format='png'), {}
     play = W.Play(interval=round(1000 * step / fps), step=step, layout=W.Layout(flex='0 0 auto'))
@@ -406,7 +408,7 @@ class DanceView:
         return video_html(d, pick(self.music), self.fps, self.size, pick(self.audio), name if len(self.dances) > 1 else None)
     def _repr_mimebundle_(self, include=None, exclude=None):
         bundle = {'text/html': self.html(), 'text/plain': f'DanceView({", ".join(self.dances)})'}
-        from IPython import get_ipython
+        from IPython import get_ipython   # lazy: only a notebook asks for the display
         if type(get_ipython()).__name__ == 'ZMQInteractiveShell':   # a live kernel: the widget first, the video as fallback
             bundle.update(player(self.dances, self.music, self.fps, size=self.size, audio=self.audio)._repr_mimebundle_())
             bundle['text/plain'] = f'DanceView({", ".join(self.dances)})'
@@ -519,7 +521,7 @@ def forward_kinematics(local, root, offsets=None) -> np.ndarray:
 # %% ../nbs/05_render.ipynb #2545fd5b
 def bvh_positions(path) -> np.ndarray:
     "Joints `(T, 24, 3)` of a BVH written by `save_bvh`, read with the PyPI `bvh` parser and our forward kinematics."
-    from bvh import Bvh
+    from bvh import Bvh   # lazy: a dev requirement, only this check needs it
     m = Bvh(Path(path).read_text()); frames = np.array(m.frames, dtype=np.float64)          # (T, channels)
     def cols(name, chans):
         i, have = m.get_joint_channels_index(name), m.joint_channels(name)
@@ -645,14 +647,12 @@ def _beats_section(run):
 def _music_of(run, seq, T):
     "60-fps music features of sequence `seq`, from the data set named in `data.json`, or None."
     try:
-        from bailando.data import music_features, music_path
         root = (_read_json(run/'data.json') or {}).get('data_root')
         return music_features(music_path(root, seq))[:T] if root else None
     except Exception: return None
 
 # %% ../nbs/05_render.ipynb #8b22e01a
 def _sizes_section(run):
-    import torch
     rows = []
     for ck in sorted((run/'checkpoints').glob('*.pt')) if (run/'checkpoints').is_dir() else []:
         try:
@@ -730,7 +730,6 @@ def write_report(run_dir, path=None) -> Path:
 # %% ../nbs/05_render.ipynb #be485de5
 def _study_job(run, d, size, fps):
     "`render_video` arguments for dance file `d`: its music and, when the data set has it, the ground truth beside it."
-    from bailando.data import music_path, music_features, load_joints, genre_of, music_id_of
     joints, music, gt, beats = np.load(d, allow_pickle=False), None, None, None
     root = (_read_json(run/'data.json') or {}).get('data_root')
     try: music = music_path(root, d.stem) if root else None
