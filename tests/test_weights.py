@@ -240,12 +240,12 @@ def test_context_28_generates_what_the_original_generates(one_thread):
 # ---------- chapter 04 with imported weights ----------
 
 def test_chapter_04_scores_an_imported_run_beside_the_paper(tiny, tmp_path):
-    "The evaluation path an AIST++ user runs (`bailando study --stages 04_metrics --data ROOT` on an imported run), on embedded data."
+    "The path an AIST++ user runs (`bailando study --stages 04_metrics 05_render --data ROOT` on an imported run), on embedded data."
     from bailando import data as bd
     root = bd.make_dataset(tmp_path/'data', size='tiny')
     runs = tmp_path/'runs'
     W.import_weights(tiny['vqvae'], [tiny['actor_critic'], tiny['gpt']], runs/'released', size='tiny')
-    assert main(['study', '--name', 'released', '--runs', str(runs), '--stages', '04_metrics', '--data', str(root),
+    assert main(['study', '--name', 'released', '--runs', str(runs), '--stages', '04_metrics', '05_render', '--data', str(root),
                  '--preset', 'tiny', '--quiet']) == 0
     run = runs/'released'
     rows = json.loads((run/'metrics.json').read_text())
@@ -254,3 +254,4 @@ def test_chapter_04_scores_an_imported_run_beside_the_paper(tiny, tmp_path):
     assert names and sorted(names) == sorted(s['name'] for s in bd.load_sequences(root, 'test', progress=False))
     executed = (run/'04_metrics.ipynb').read_text()
     assert "beside the paper's Table 1" in executed and 'Bailando (paper, Table 1)' in executed and '28.1600' in executed
+    assert (run/'report.html').stat().st_size > 0   # chapter 05 takes the imported run as it takes a trained one
