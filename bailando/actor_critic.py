@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 import bailando.data as bd
 from torch import nn
 import torch.nn.functional as F
-from .gpt import GPTHead, gpt_config, CrossCondGPT
+from .gpt import GPTHead, gpt_config, CrossCondGPT, encode_sequences, generate_many, codes_to_joints, load_dancer
 from .metrics import motion_beats, music_beats, beat_align_score, kinetic_features, centred, normalize, fid, MAX_FRAMES
 
 # %% auto #0
@@ -20,12 +20,13 @@ __all__ = ['BEAT_REWARD', 'AUDIO_SUFFIXES', 'AC_PRESETS', 'unit_flags', 'beat_re
            'Critic', 'prefix_steps', 'state_features', 'actor_loss', 'td_error', 'ac_update', 'ac_optimizer',
            'make_windows', 'piece_reward', 'pieces_from_sequences', 'pieces_from_folder', 'dance_bas', 'dance_kinetic',
            'rollout', 'rollout_windows', 'rollout_ranks', 'rollout_score', 'better', 'fine_tune', 'load_actor',
-           'fine_tuning_pieces', 'ac_settings', 'fine_tune_args', 'training_kinetics']
+           'final_dancer', 'fine_tuning_pieces', 'ac_settings', 'fine_tune_args', 'training_kinetics']
 
 # %% ../nbs/03_actor_critic.ipynb #70828976
 import os
 import torch.distributed as dist
-from .vqvae import in_group, world_size, this_rank, is_main, barrier, gather_objects, from_main, rank_device, data_parallel, rank_mean
+from .loop import (in_group, world_size, this_rank, is_main, barrier, gather_objects, from_main, rank_device,
+                           data_parallel, rank_mean, read_log)
 
 # %% ../nbs/03_actor_critic.ipynb #1e9e3b63
 def unit_flags(frames, # frame indices of events (beats)
@@ -205,7 +206,6 @@ def pieces_from_sequences(vq, seqs:list[dict], # VQ-VAE; sequence dicts of `bail
                           max_codes:int=0, # cut each piece to this many codes (0: whole)
                          ) -> list[dict]:
     "Pieces of fine-tuning music from data-set sequences; the start codes are those of the ground-truth dance."
-    from bailando.gpt import encode_sequences
     coded = encode_sequences(vq, seqs, progress=False)
     out = []
     for s, c in zip(seqs, coded):
@@ -257,7 +257,6 @@ def rollout(gpt:CrossCondGPT, vq, pieces:list[dict], # actor, VQ-VAE, pieces of 
             variant:str='code', direction_rate:float=0.0, # the reward's settings
            ) -> list[dict]:
     "Greedy dances for all pieces with their per-code rewards: dicts up, down (L,), reward (L,), joints (8L, 24, 3), bas, kinetic (72,)."
-    from bailando.gpt import generate_many, codes_to_joints
     codes = generate_many(gpt, [p['music'] for p in pieces], [([p['start'][0]], [p['start'][1]]) for p in pieces])
     out = []
     for p, (up, down) in zip(pieces, codes):
@@ -303,8 +302,6 @@ def _ac_resume(path:Path, gpt, critic, opt, config:dict) -> tuple:
     gpt.load_state_dict(ck.get('last_model', ck['model'])); critic.load_state_dict(ck['critic']); opt.load_state_dict(ck['optimizer'])
     return int(ck['epoch']), ck.get('best')
 
-def _read_log(path:Path) -> list[dict]:
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
 
 # %% ../nbs/03_actor_critic.ipynb #33d41a40
 def rollout_score(rolls:list[dict], reference:np.ndarray, # rollouts (with `kinetic`); (N, 72) training dances' kinetic features
@@ -390,7 +387,7 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
     critic = Critic(critic_config(gpt.config, critic_layers)).to(dev)
     opt = ac_optimizer(gpt, critic, lr, betas, critic_lr)
     start, best = _ac_resume(ckpt, gpt, critic, opt, config) if from_main(ckpt.exists()) else (0, None)
-    rows = [r for r in _read_log(log) if r.get('epoch', 0) < start] if main else []
+    rows = [r for r in read_log(log) if r.get('epoch', 0) < start] if main else []
     if main: bd.atomic_write(log, lambda tmp: Path(tmp).write_text(''.join(json.dumps(r) + '\n' for r in rows)))
     step = sum(1 for r in rows if 'kind' not in r)
     actor, judge = _ac_parallel(gpt, critic, dev)
@@ -426,12 +423,16 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
 def load_actor(run_dir, # a run folder with checkpoints/gpt.pt and checkpoints/vqvae_root.pt
                device='auto') -> tuple:
     "The GPT (actor) and its VQ-VAE of a run, checked to belong together: (gpt, vq)."
-    from bailando.gpt import load_dancer
     gpt, vq = load_dancer(Path(run_dir)/'checkpoints'/'gpt.pt', device)
     K, V = vq.config['n_codes'], (gpt.config['vocab_up'], gpt.config['vocab_down'])
     if V != (K, K): raise ValueError(f"{Path(run_dir)/'checkpoints'/'gpt.pt'}: the GPT's vocabularies {V} do not match "
                                      f"the VQ-VAE's {K} codes ({Path(run_dir)/'checkpoints'/'vqvae_root.pt'})")
     return gpt, vq
+
+def final_dancer(run_dir) -> Path:
+    "The run's last dancing checkpoint: checkpoints/actor_critic.pt when this stage has run, else checkpoints/gpt.pt."
+    ck = Path(run_dir)/'checkpoints'
+    return ck/'actor_critic.pt' if (ck/'actor_critic.pt').is_file() else ck/'gpt.pt'
 
 def fine_tuning_pieces(music_set:str, # 'test' (the paper's, transductive), 'train', or a folder of audio files
                        data_root, vq, starts:dict, # data root; VQ-VAE; start codes for user music

@@ -8,7 +8,16 @@ import json, resource, statistics, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
-from .data import atomic_write, pick_device, seed_everything
+from tqdm.auto import tqdm
+import os
+import soundfile as sf
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from .data import atomic_write, music_features, pick_device, seed_everything
+from .vqvae import SepVQVAE, vqvae_config, vqvae_loss
+from .gpt import CrossCondGPT, gpt_config, gpt_loss, generate, codes_to_joints
+from .metrics import features
+from .render import render_video, demo_dance
 
 # %% auto #0
 __all__ = ['sync', 'median_time', 'case_vqvae_train', 'case_gpt_train', 'case_generate', 'random_dances', 'case_metrics',
@@ -35,7 +44,6 @@ def _adam(params): return torch.optim.Adam(params, lr=1e-4)
 # %% ../nbs/07_bench.ipynb #cf875117
 def case_vqvae_train(preset:str, device:torch.device, repeats:int, batch:int=32, bf16:bool=False) -> tuple[float, str]:
     "VQ-VAE stage-1 training windows/s (batch x 240 frames)."
-    from bailando.vqvae import SepVQVAE, vqvae_config, vqvae_loss
     model = SepVQVAE(vqvae_config(preset)).to(device).train()
     opt, x = _adam(model.stage('vq')), torch.randn(batch, 240, 72, device=device)  # (B, T, 72)
     def step():
@@ -46,15 +54,12 @@ def case_vqvae_train(preset:str, device:torch.device, repeats:int, batch:int=32,
 # %% ../nbs/07_bench.ipynb #822f2cb3
 def _gpt(preset:str, device:torch.device):
     "A GPT of `preset` whose vocabularies match the VQ-VAE of the same preset."
-    from bailando.gpt import CrossCondGPT, gpt_config
-    from bailando.vqvae import vqvae_config
     n = vqvae_config(preset)['n_codes']
     return CrossCondGPT(gpt_config(preset, vocab_up=n, vocab_down=n)).to(device)
 
 # %% ../nbs/07_bench.ipynb #c34d830c
 def case_gpt_train(preset:str, device:torch.device, repeats:int, batch:int=32, bf16:bool=False) -> tuple[float, str]:
     "GPT training windows/s (batch x 29 codes of context)."
-    from bailando.gpt import gpt_loss
     model = _gpt(preset, device).train()
     cfg, opt = model.config, _adam(model.parameters())
     b = dict(up=torch.randint(cfg['vocab_up'], (batch, 30), device=device),
@@ -68,8 +73,6 @@ def case_gpt_train(preset:str, device:torch.device, repeats:int, batch:int=32, b
 # %% ../nbs/07_bench.ipynb #6013f936
 def case_generate(preset:str, device:torch.device, repeats:int, n_dances:int=1, seconds:float=20.0) -> tuple[float, str]:
     "Seconds to generate `n_dances` dances of `seconds` (codes by the GPT, joints by the VQ-VAE decoders)."
-    from bailando.gpt import generate, codes_to_joints
-    from bailando.vqvae import SepVQVAE, vqvae_config
     gpt, vq = _gpt(preset, device).eval(), SepVQVAE(vqvae_config(preset)).to(device).eval()
     n = int(seconds * 7.5)
     music = torch.randn(n_dances, n, gpt.config['n_music'], device=device)   # (B, N, 438)
@@ -90,15 +93,12 @@ def random_dances(n:int, seed:int=0, seconds=(20, 30)) -> list[np.ndarray]:
 # %% ../nbs/07_bench.ipynb #92a22502
 def case_metrics(n_reference:int, n_dances:int=40) -> tuple[float, str]:
     "Seconds for the kinetic and geometric features of a reference set and `n_dances` dances (FID and Div are instant)."
-    from bailando.metrics import features
     ref, gen = random_dances(n_reference, 0), random_dances(n_dances, 1)
     t0 = time.perf_counter(); features(ref, max_frames=None); features(gen); return time.perf_counter() - t0, 's'
 
 # %% ../nbs/07_bench.ipynb #3959b877
 def case_music(seconds:float=60.0) -> tuple[float, str]:
     "Seconds of music-feature extraction (60 fps, uncached) per minute of audio."
-    import soundfile as sf, os
-    from bailando.data import music_features
     d = Path(tempfile.mkdtemp()); os.environ['BAILANDO_CACHE'] = str(d/'cache')
     sr, t = 22050, np.arange(int(seconds * 22050)) / 22050
     y = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sign(np.sin(2 * np.pi * 2 * t))) / 2   # 120 BPM tone pulses
@@ -111,7 +111,6 @@ def case_music(seconds:float=60.0) -> tuple[float, str]:
 # %% ../nbs/07_bench.ipynb #33d31627
 def case_render(seconds:float=2.0) -> tuple[float, str]:
     "Seconds of rendering (mp4, 320 px) per second of dance."
-    from bailando.render import render_video, demo_dance
     d = Path(tempfile.mkdtemp())
     j = demo_dance(seconds)
     t0 = time.perf_counter(); render_video(j, d/'a.mp4'); return (time.perf_counter() - t0) / seconds, 's per s'
@@ -130,9 +129,7 @@ def _run_case(name:str, kw:dict, device:str) -> dict:
 # %% ../nbs/07_bench.ipynb #61617322
 def run_case(name:str, kw:dict, device:str='cpu') -> dict:
     "Run one case in a fresh process (so its peak memory is its own)."
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-    from bailando.bench import _run_case as job
+    from bailando.bench import _run_case as job   # importable by the spawned process, also from a notebook
     with ProcessPoolExecutor(1, mp_context=get_context('spawn')) as ex: return ex.submit(job, name, kw, device).result()
 
 # %% ../nbs/07_bench.ipynb #98d9c26a
@@ -167,7 +164,6 @@ def format_table(results:list[dict]) -> str:
 # %% ../nbs/07_bench.ipynb #96bed558
 def run_bench(out:str|Path='bench.json', quick:bool=False, presets=('cpu', 'paper'), devices:list[str]|None=None) -> list[dict]:
     "Run every case, print the table and write it (with the machine) as JSON."
-    from tqdm.auto import tqdm
     devices = devices or (['cpu', 'cuda'] if torch.cuda.is_available() else ['cpu'])
     results = []
     for label, case, kw, dev in tqdm(bench_plan(devices, presets, quick), desc='bench'):

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, json, os, sys, time
 from pathlib import Path
-from .data import atomic_write
+from .data import atomic_write, load_audio
 
 # %% auto #0
 __all__ = ['STAGES', 'STUDY_PRESETS', 'KERNEL_ARGS', 'STAGE_SHARE', 'MIN_MUSIC_SECONDS', 'MAX_SEED', 'repo_root', 'data_size',
@@ -25,6 +25,7 @@ import torch
 from nbclient.exceptions import DeadKernelError
 from .data import audio_duration, clean_stale_tmp, _umask
 from .gpt import STYLES, dance
+from .actor_critic import final_dancer
 from .render import render_video, render_videos, save_joints, save_bvh
 
 # %% ../nbs/06_study.ipynb #0a97a4fb
@@ -91,7 +92,7 @@ def mark_stage(run_dir:Path, stage:str, seconds:float):
 # %% ../nbs/06_study.ipynb #3113f510
 def kernel_name() -> str:
     "The Jupyter kernel papermill uses: `bailando` when registered, else `python3`."
-    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.kernelspec import KernelSpecManager   # lazy: only a study runs notebooks
     return 'bailando' if 'bailando' in KernelSpecManager().find_kernel_specs() else 'python3'
 
 # %% ../nbs/06_study.ipynb #b0f5489e
@@ -110,7 +111,7 @@ class StageFailed(RuntimeError):
 # %% ../nbs/06_study.ipynb #d38ea7ee
 def run_stage(stage:str, params:dict, run_dir:Path, quiet:bool=False) -> float:
     "Execute the chapter `stage` with `params` into `run_dir/<stage>.ipynb`; returns the seconds it took."
-    import papermill as pm
+    import papermill as pm   # lazy: only a study runs notebooks
     src, dst = repo_root()/'nbs'/f'{stage}.ipynb', Path(run_dir)/f'{stage}.ipynb'
     if not src.exists(): raise FileNotFoundError(f'{src}: the chapter notebook is missing')
     t0 = time.time()
@@ -140,7 +141,7 @@ def fmt_secs(s:float) -> str:
 # %% ../nbs/06_study.ipynb #8af40d81
 def training_command(stage:str, params:dict, nproc:int) -> list[str]:
     "The torchrun command that trains chapter `stage` with its papermill `params` on `nproc` processes of this machine."
-    from bailando.train import CHAPTERS
+    from bailando.train import CHAPTERS   # lazy: the model code loads only for the job that needs it
     return [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}', '-m', 'bailando.train',
             CHAPTERS[stage], '--run-dir', str(params['out_dir']), '--params', json.dumps(params)]
 
@@ -233,6 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('--num-dances', type=int, default=1, help='N dances per style, seeds SEED .. SEED+N-1, made as one batch')
     d.add_argument('--out', required=True, help='output folder: the dances go into <out>/<music name>/')
     d.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda'")
+    w = sub.add_parser('import-weights', help="turn the authors' released checkpoints into a run folder (chapter 09)")
+    w.add_argument('vqvae', help='experiments/sep_vqvae_root/ckpt/epoch_500.pt')
+    w.add_argument('gpt', nargs='+', help='experiments/actor_critic/ckpt/epoch_10.pt and/or experiments/cc_motion_gpt/ckpt/epoch_400.pt')
+    w.add_argument('--out', required=True, help='the run folder to write, e.g. runs/bailando-released')
+    w.add_argument('--size', default='paper', help="the size the files must have (paper: the released weights)")
+    w.add_argument('--force', action='store_true', help='replace an existing --out')
+    x = sub.add_parser('export-weights', help="write a run's models as checkpoints the original code loads (chapter 09)")
+    x.add_argument('run', help='a run folder')
+    x.add_argument('--out', required=True, help='folder to write (experiments/... inside)')
+    x.add_argument('--force', action='store_true', help='replace an existing --out')
     b = sub.add_parser('bench', help='print the speed table (and write it as JSON)')
     b.add_argument('--out', default='bench.json')
     b.add_argument('--quick', action='store_true', help='fewer repeats, cpu preset only')
@@ -372,7 +383,7 @@ def dance_command(args) -> list[Path]:
             dances = {}
             for style in dict.fromkeys(st for st, _, _ in names):
                 seeds = [s for st, s, _ in names if st == style]
-                try: made = dance(wav, plan['run'], style=style, seed=seeds, device=plan['device'], progress=True, times=times)
+                try: made = dance(wav, final_dancer(plan['run']), style=style, seed=seeds, device=plan['device'], progress=True, times=times)
                 except ValueError as e: raise ValueError(str(e).replace(str(wav), str(music))) from None   # silence etc.: name the user's file
                 dances.update(zip([(style, s) for s in seeds], made))
             t = time.perf_counter()
@@ -405,8 +416,11 @@ def main(argv:list[str]|None=None) -> int:
             run_study(args.name, args.preset, args.data, args.seed, args.runs, args.force, args.device, args.stages,
                       args.quiet, command='bailando ' + ' '.join(argv if argv is not None else sys.argv[1:]), nproc=args.nproc)
         elif args.command == 'dance': dance_command(args)
+        elif args.command in ('import-weights', 'export-weights'):
+            from bailando.weights import weights_command   # lazy: the model code loads only for the job that needs it
+            weights_command(args)
         else:
-            from bailando.bench import bench_command
+            from bailando.bench import bench_command   # lazy: the model code loads only for the job that needs it
             bench_command(args)
     except KeyboardInterrupt:
         print(f'bailando {args.command}: interrupted', file=sys.stderr); return 130

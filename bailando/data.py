@@ -8,6 +8,12 @@ import os, random, tempfile, json, hashlib, io, pickle, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+import soundfile as sf
+from scipy.spatial.transform import Rotation
+from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['SMPL_JOINT_NAMES', 'SMPL_PARENTS', 'SMPL_OFFSETS', 'SMPL_J0', 'UPPER_JOINTS', 'LOWER_JOINTS', 'COCO_TO_SMPL',
@@ -17,7 +23,7 @@ __all__ = ['SMPL_JOINT_NAMES', 'SMPL_PARENTS', 'SMPL_OFFSETS', 'SMPL_J0', 'UPPER
            'merge_halves', 'root_velocity', 'RefusedPickle', 'safe_load_pickle', 'load_motion', 'load_joints',
            'cache_dir', 'load_audio', 'audio_duration', 'music_features', 'beat_frames', 'genre_of', 'music_id_of',
            'read_split', 'music_path', 'warm_up_librosa', 'load_sequences', 'MotionWindows', 'make_dataset',
-           'beat_hit_rate', 'prepare_data']
+           'prepare_data']
 
 # %% ../nbs/00_data.ipynb #23623919
 def _umask() -> int:
@@ -302,7 +308,7 @@ def _file_hash(path) -> str:
 # %% ../nbs/00_data.ipynb #16a553a6
 def load_audio(path, sr:int, seconds:float|None=None, min_seconds:float=0.5) -> np.ndarray:
     "Mono audio at `sr` (only the first `seconds` are decoded, if given), with clear errors for missing, unreadable, too short or silent files."
-    import librosa
+    import librosa   # lazy: it takes seconds to import, and only music needs it
     path = Path(path)
     if path.is_dir(): raise IsADirectoryError(f'{path}: is a folder, not a music file')
     if not path.is_file(): raise FileNotFoundError(f'{path}: music file not found (no such file)')
@@ -317,7 +323,6 @@ def load_audio(path, sr:int, seconds:float|None=None, min_seconds:float=0.5) -> 
 # %% ../nbs/00_data.ipynb #a5d60e4d
 import re, subprocess
 import imageio_ffmpeg
-import librosa
 import soundfile as sf
 
 # %% ../nbs/00_data.ipynb #3b79227c
@@ -336,7 +341,7 @@ def audio_duration(path) -> float:
 # %% ../nbs/00_data.ipynb #8fa8dddd
 def _extract_features(y, sr:int) -> np.ndarray:
     "Bailando's 438-d features of mono audio `y` at `sr` (hop 512): (T, 438) float32."
-    import librosa
+    import librosa   # lazy: it takes seconds to import, and only music needs it
     mel_db = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, hop_length=512), ref=np.max)
     mfcc = librosa.feature.mfcc(S=mel_db)                                              # (20, T)
     mfcc_delta = librosa.feature.delta(mfcc, width=3)                                  # (20, T)
@@ -456,13 +461,9 @@ def warm_up_librosa():
 # %% ../nbs/00_data.ipynb #3d178178
 def _music_table(paths, workers:int, progress:bool) -> dict:
     "Features for every music file: path -> (f60, f7.5) or the exception it raised (parallel when many)."
-    from tqdm.auto import tqdm
     out = {}
     if workers > 1 and len(paths) > 4:
         warm_up_librosa()                                                               # compile once, before forking
-        from concurrent.futures import ProcessPoolExecutor
-        from concurrent.futures.process import BrokenProcessPool
-        import multiprocessing as mp
         from bailando.data import _features_both as work                                # importable by workers
         try:
             ctx = mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')  # fork: no re-import of __main__
@@ -498,7 +499,6 @@ def load_sequences(root, # data root (AIST++ layout)
                    workers:int|None=None, # processes for music features (default: every core)
                   ) -> list[dict]:
     "Sequences of a split: dicts with name, genre, music_id, joints, motion (N,72), music (N,438), music_codes (N//8,438)."
-    from tqdm.auto import tqdm
     names = read_split(root, split)
     paths, bad = {}, []
     for n in names:
@@ -679,12 +679,10 @@ def _choreography(rng, genre:str, n_beats:int) -> tuple:
 # %% ../nbs/00_data.ipynb #d98ec5f6
 def _euler_to_rotvec(e) -> np.ndarray:
     "Euler angles (..., 3), extrinsic x then y then z, to axis-angle (..., 3)."
-    from scipy.spatial.transform import Rotation
     return Rotation.from_euler('xyz', e.reshape(-1, 3)).as_rotvec().reshape(e.shape).astype(np.float32)
 
 def _compose_root(e0, yaw) -> np.ndarray:
     "Pelvis axis-angle (N, 3): yaw about y applied on top of the pelvis tilt e0 (N, 3) Euler."
-    from scipy.spatial.transform import Rotation
     return (Rotation.from_euler('y', np.asarray(yaw)[:, None]) * Rotation.from_euler('xyz', e0)).as_rotvec().astype(np.float32)
 
 # %% ../nbs/00_data.ipynb #7e052060
@@ -732,8 +730,6 @@ def make_dataset(root, # folder to write (AIST++ layout)
                  progress:bool=True,
                 ) -> Path:
     "Write the embedded AIST++-layout data set (procedural music + SMPL dances) to `root`; returns `root`."
-    import soundfile as sf
-    from tqdm.auto import tqdm
     root = Path(root); meta_path = root/'dataset.json'; params = dict(seed=seed, size=size, version=GENERATOR_VERSION)
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if not force and meta.get('params') == params and meta.get('complete', True): return root
@@ -762,16 +758,6 @@ def make_dataset(root, # folder to write (AIST++ layout)
     atomic_write(root/'ignore_list.txt', lambda tmp: Path(tmp).write_text('\n'.join(ignore)))
     atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(dict(params=params, complete=True, music=beats), indent=1)))
     return root
-
-# %% ../nbs/00_data.ipynb #9a6f5f8a
-def beat_hit_rate(joints, # (N, 24, 3)
-                  music, # (N, 438) 60 fps features
-                  tol:int=2) -> float:
-    "Fraction of kinematic beats (as `bailando.metrics.motion_beats` finds them) within `tol` frames of a music beat."
-    from bailando.metrics import motion_beats
-    kb, mb = motion_beats(joints), beat_frames(music)
-    if len(kb) == 0 or len(mb) == 0: return 0.0
-    return float(np.mean(np.abs(kb[:, None] - mb[None]).min(1) <= tol))
 
 # %% ../nbs/00_data.ipynb #2da98c67
 def prepare_data(root, # data root (AIST++ layout); the embedded set is made here when the folder does not exist yet

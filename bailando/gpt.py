@@ -12,6 +12,8 @@ from torch import nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from . import data as bd
+from .loop import fit
+from .vqvae import load_vqvae
 
 # %% auto #0
 __all__ = ['GPT_PRESETS', 'GPT_TRAIN', 'STYLES', 'gpt_config', 'gpt_train_config', 'cross_causal_mask', 'CrossCausalAttention',
@@ -207,7 +209,7 @@ def _shift(batch, dev):
     return (up[:, :-1], down[:, :-1], music[:, 1:].float()), (up[:, 1:], down[:, 1:])
 
 def gpt_loss(model, batch) -> tuple[torch.Tensor, dict]:
-    "Loss for `bailando.vqvae.fit`: CE(upper) + CE(lower), with both parts and the accuracy as floats."
+    "Loss for `bailando.loop.fit`: CE(upper) + CE(lower), with both parts and the accuracy as floats."
     inputs, targets = _shift(batch, next(model.parameters()).device)
     (lu, ld), loss = model(*inputs, targets=targets)
     with torch.no_grad():
@@ -253,6 +255,7 @@ def generate(model, music, start_up, start_down, # (B, N, n_music) music; (B, s)
              temperature:float|None=None, # overrides the style's temperature (0 = greedy)
              top_k:int|None=None,         # overrides the style's top-k
              seed:int|torch.Generator|list=0, # seed (or generator) for sampling, or a list: one per piece
+             context:int|None=None,       # code steps in the sliding window (None: the checkpoint's `meta['context']`, else block_size)
              progress:bool=False) -> tuple[torch.Tensor, torch.Tensor]:
     "Codes (B, N) for each half, one step per music feature, with a sliding window of the model's context."
     if style not in STYLES: raise ValueError(f'unknown style {style!r}; choose one of {list(STYLES)}')
@@ -260,7 +263,8 @@ def generate(model, music, start_up, start_down, # (B, N, n_music) music; (B, s)
     top_k = STYLES[style]['top_k'] if top_k is None else top_k
     as_gen = lambda s: s if isinstance(s, torch.Generator) else torch.Generator().manual_seed(int(s))
     gen = [as_gen(s) for s in seed] if isinstance(seed, (list, tuple)) else as_gen(seed)
-    dev, W = next(model.parameters()).device, model.config['block_size']
+    dev, W = next(model.parameters()).device, context or getattr(model, 'meta', {}).get('context') or model.config['block_size']
+    if not 1 <= W <= model.config['block_size']: raise ValueError(f"context={W}: must lie in 1..{model.config['block_size']} (the block size)")
     music = torch.as_tensor(music, dtype=torch.float32, device=dev)
     start_up, start_down = (torch.as_tensor(s, dtype=torch.long, device=dev).reshape(len(music), -1) for s in (start_up, start_down))
     B, N, s = music.shape[0], music.shape[1], start_up.shape[1]
@@ -341,16 +345,13 @@ def codes_to_joints(vq, up, down) -> np.ndarray: # (B, N) codes for each half
 
 # %% ../nbs/02_gpt.ipynb #fe36311f
 def _checkpoint_paths(run_dir_or_checkpoint) -> tuple[Path, Path]:
-    "The GPT and VQ-VAE checkpoints of a run folder (actor_critic.pt, else gpt.pt; vqvae_root.pt) or beside a GPT checkpoint."
+    "The GPT and VQ-VAE checkpoints of a run folder (gpt.pt, vqvae_root.pt) or beside a GPT checkpoint."
     p = Path(run_dir_or_checkpoint)
-    if p.is_dir():
-        d = p/'checkpoints' if (p/'checkpoints').is_dir() else p
-        p = d/'actor_critic.pt' if (d/'actor_critic.pt').is_file() else d/'gpt.pt'
+    if p.is_dir(): p = (p/'checkpoints' if (p/'checkpoints').is_dir() else p)/'gpt.pt'
     return p, p.parent/'vqvae_root.pt'
 
 def load_dancer(run_dir_or_checkpoint, device='auto'):
     "Load the GPT and its VQ-VAE, checking that the GPT was trained on that VQ-VAE's codes; returns (gpt, vq)."
-    from bailando.vqvae import load_vqvae
     gpt_path, vq_path = _checkpoint_paths(run_dir_or_checkpoint)
     gpt = load_gpt(gpt_path, device)
     if not vq_path.is_file(): raise FileNotFoundError(f'{vq_path}: the VQ-VAE for {gpt_path} is missing (expected beside it)')
@@ -440,8 +441,7 @@ def train_gpt(vq, coded_train:list[dict], # the frozen VQ-VAE; its codes of the 
               length:int=30, # code steps per window (`window_length`)
               seed:int=0, device='auto', bf16:bool=False,
               **train) -> CrossCondGPT: # training settings overriding the preset's (`gpt_train_config`)
-    "Train a GPT on the VQ-VAE's codes through the shared loop (`bailando.vqvae.fit`); resumable, data-parallel under torchrun."
-    from bailando.vqvae import fit
+    "Train a GPT on the VQ-VAE's codes through the shared loop (`bailando.loop.fit`); resumable, data-parallel under torchrun."
     K = vq.config['n_codes']
     cfg = gpt_config(preset, vocab_up=K, vocab_down=K)
     tc = gpt_train_config(preset, **train)

@@ -11,19 +11,17 @@ from scipy import linalg
 from scipy.ndimage import gaussian_filter
 from scipy.signal import argrelextrema
 from scipy.spatial.distance import pdist
+from tqdm.auto import tqdm
+from .data import BEAT_COLUMN, SMPL_JOINT_NAMES, atomic_write, beat_frames, read_split, load_joints
 
 # %% auto #0
 __all__ = ['FRAME_TIME', 'MAX_FRAMES', 'NORM_EPS', 'PAPER_KEYS', 'HUMERUS', 'SHOULDER_W', 'HIP_W', 'MANUAL_TIME_PER_FRAME',
-           'MANUAL_RELATIONS', 'FOOT_JOINTS', 'DEFAULT_CACHE', 'ROW_NAMES', 'FINAL_ROWS', 'check_joints',
-           'kinetic_features', 'manual_features', 'centred', 'dance_features', 'features', 'normalize', 'fid',
-           'diversity', 'motion_beats', 'music_beats', 'beat_align_score', 'pfc', 'foot_skating', 'content_key',
-           'reference_features', 'reference_from_root', 'evaluate', 'metrics_table', 'save_metrics',
-           'feature_benchmark', 'first_codes', 'generate_dances', 'study_checks']
+           'MANUAL_RELATIONS', 'FOOT_JOINTS', 'DEFAULT_CACHE', 'check_joints', 'kinetic_features', 'manual_features',
+           'centred', 'dance_features', 'features', 'normalize', 'fid', 'diversity', 'motion_beats', 'music_beats',
+           'beat_align_score', 'beat_hit_rate', 'pfc', 'foot_skating', 'content_key', 'reference_features',
+           'reference_from_root', 'evaluate', 'metrics_table', 'save_metrics']
 
 # %% ../nbs/04_metrics.ipynb #0db69b4a
-try: from bailando.data import BEAT_COLUMN  # the 0/1 beat column of the 438-d music features
-except ImportError: BEAT_COLUMN = 53
-
 FRAME_TIME = 1/60    # AIST++ motion is 60 fps
 MAX_FRAMES = 1200    # generated dances are cut to their first 1200 frames
 NORM_EPS = 1e-10     # added to the reference std before normalising
@@ -79,7 +77,6 @@ def kinetic_features(joints, # (T, 24, 3) joint positions, y up
     return out.reshape(72).astype(np.float32)
 
 # %% ../nbs/04_metrics.ipynb #b711b1bb
-from .data import SMPL_JOINT_NAMES   # the joint names the relations refer to
 _VIRTUAL = ['zero', 'y_unit', 'minus_y_unit', 'y_min']      # points the relations use besides the joints
 _J = {n: i for i, n in enumerate(SMPL_JOINT_NAMES + _VIRTUAL)}
 
@@ -188,7 +185,7 @@ def features(dances:list, max_frames:int|None=MAX_FRAMES, mode:str='bailando', p
     "Kinetic (N, 72) and manual (N, 32) features of a list of sequences."
     it = enumerate(dances)
     if progress:
-        from tqdm.auto import tqdm; it = tqdm(it, total=len(dances), desc='features')
+        it = tqdm(it, total=len(dances), desc='features')
     out = [dance_features(d, max_frames, mode, name=f'dances[{i}]') for i, d in it]
     if not out: raise ValueError('features: no sequences given')
     return np.stack([k for k, _ in out]), np.stack([m for _, m in out])
@@ -259,6 +256,15 @@ def beat_align_score(music_beats, # frames of the music beats
     d2 = ((db[None, :] - mb[:, None]) ** 2).min(1)
     return float(np.exp(-d2 / 2 / 9).mean())
 
+# %% ../nbs/04_metrics.ipynb #9a6f5f8a
+def beat_hit_rate(joints, # (N, 24, 3)
+                  music, # (N, 438) 60 fps features
+                  tol:int=2) -> float:
+    "Fraction of kinematic beats (`motion_beats`) within `tol` frames of a music beat (`bailando.data.beat_frames`)."
+    kb, mb = motion_beats(joints), beat_frames(music)
+    if len(kb) == 0 or len(mb) == 0: return 0.0
+    return float(np.mean(np.abs(kb[:, None] - mb[None]).min(1) <= tol))
+
 # %% ../nbs/04_metrics.ipynb #4ced0b98
 FOOT_JOINTS = [7, 10, 8, 11]   # left ankle, left toes, right ankle, right toes
 
@@ -306,7 +312,6 @@ def _cached_features(path, compute) -> dict:
         with np.load(path, allow_pickle=False) as z: return {'kinetic': z['kinetic'], 'manual': z['manual']}
     k, m = compute()
     if path is not None:
-        from bailando.data import atomic_write
         def write(tmp):
             with open(tmp, 'wb') as f: np.savez(f, kinetic=k, manual=m)
         atomic_write(path, write)
@@ -325,7 +330,6 @@ def reference_from_root(root, # a data set folder in the AIST++ layout (real or 
                         split:str='all', # 'all' = every sequence minus the ignore list, as the paper
                         cache_dir=DEFAULT_CACHE, mode:str='bailando', progress:bool=True) -> dict:
     "Reference features of a data set folder, cached under a key of the folder, its file list and file stamps."
-    from bailando.data import read_split, load_joints
     root = Path(root)
     names = read_split(root, split)
     stamps = []
@@ -383,88 +387,5 @@ def metrics_table(rows:dict, # name -> row dict (from `evaluate`)
 
 def save_metrics(rows:dict, path) -> Path:
     "Write metrics rows as JSON (atomically)."
-    from bailando.data import atomic_write
     clean = {n: {k: (v.item() if hasattr(v, 'item') else v) for k, v in r.items()} for n, r in rows.items()}
     return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(clean, indent=1)))
-
-# %% ../nbs/04_metrics.ipynb #8270a46e
-def feature_benchmark(n:int=100, frames:int=1500, seed:int=0, n_target:int=1363) -> dict:
-    "Seconds for kinetic + manual features of `n` synthetic sequences, extrapolated to `n_target`."
-    rng = np.random.default_rng(seed)
-    seqs = [np.cumsum(rng.normal(scale=0.01, size=(frames, 24, 3)), 0).astype(np.float32) for _ in range(n)]
-    t0, c0 = time.perf_counter(), time.process_time()
-    features(seqs, max_frames=None)
-    sec, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {'n': n, 'frames': frames, 'seconds': sec, 'cpu_seconds': cpu, 'per_sequence_ms': 1000 * sec / n,
-            f'extrapolated_{n_target}_s': sec / n * n_target, f'extrapolated_{n_target}_cpu_s': cpu / n * n_target}
-
-# %% ../nbs/04_metrics.ipynb #d87d2d6b
-ROW_NAMES = {'random_codes': 'random codes', 'gpt': 'GPT (before actor-critic)', 'actor_critic': 'actor-critic (Bailando)'}
-
-def first_codes(vq, joints # VQ-VAE; a (T, 24, 3) ground-truth dance
-               ) -> tuple:
-    "The dance's first (upper, lower) code pair, encoded from its first 240 frames: ([up], [down])."
-    import torch
-    from bailando.data import to_bailando72
-    x = torch.as_tensor(to_bailando72(joints)[:240], dtype=torch.float32, device=next(vq.parameters()).device)
-    with torch.no_grad(): up, down = vq.encode(x[None, :len(x) // 8 * 8])
-    return [int(up[0, 0])], [int(down[0, 0])]
-
-def generate_dances(run, # run folder with checkpoints/
-                    root, names:list, # data root and the test sequences whose music is danced to
-                    seed:int=0, device='auto') -> list[str]:
-    "Write `dances/<row>/<seq>.npy` for every available model of the run (and `dances/<seq>.npy` for the last); returns the rows."
-    from bailando import data as bd
-    run, ck, made = Path(run), Path(run) / 'checkpoints', []
-    if not (ck / 'vqvae_root.pt').exists(): return made
-    from bailando.gpt import dance, codes_to_joints
-    from bailando.vqvae import load_vqvae
-    vq = load_vqvae(ck / 'vqvae_root.pt', bd.pick_device(device))
-    rng = np.random.default_rng(seed)
-    starts = {n: first_codes(vq, bd.load_joints(root, n)) for n in names}  # Bailando starts from the true first pose
-    for row, ckpt in [('random_codes', None), ('gpt', ck / 'gpt.pt'), ('actor_critic', ck / 'actor_critic.pt')]:
-        if ckpt is not None and not ckpt.exists(): continue
-        for n in names:
-            f = run / 'dances' / row / f'{n}.npy'
-            if f.exists(): continue
-            if ckpt is None:
-                steps = len(bd.music_features(bd.music_path(root, n), fps=7.5))
-                codes = rng.integers(vq.config['n_codes'], size=(2, 1, steps))     # (half, B, N)
-                joints = codes_to_joints(vq, codes[0], codes[1])[0]
-            else: joints = dance(bd.music_path(root, n), ckpt, seed=seed, device=device, start=starts[n])
-            bd.atomic_write(f, lambda tmp, j=joints: np.save(open(tmp, 'wb'), np.asarray(j, np.float32)))
-        made.append(row)
-    final = made[-1] if len(made) > 1 else None            # the last model (not the random baseline)
-    for n in names if final else []:
-        src = run / 'dances' / final / f'{n}.npy'
-        bd.atomic_write(run / 'dances' / f'{n}.npy', lambda tmp, s=src: Path(tmp).write_bytes(s.read_bytes()))
-    return made
-
-# %% ../nbs/04_metrics.ipynb #2131663c
-FINAL_ROWS = ('actor-critic (Bailando)', 'GPT (before actor-critic)')
-
-def _check(claim:str, ok, a:float, b:float) -> dict:
-    return dict(claim=claim, ok=None if ok is None else bool(ok), ours=a, baseline=b)
-
-def study_checks(rows:dict # the study's metrics rows (name -> `evaluate` row)
-                ) -> list[dict]:
-    "The study's claims as dicts (claim, ok, ours, baseline); ok is None where a comparison does not apply."
-    final = next((n for n in FINAL_ROWS if n in rows), None)
-    if final is None: return []
-    me, out = rows[final], []
-    if 'random codes' in rows:
-        rc = rows['random codes']
-        out += [_check(f'{final}: FID_k below random codes', me['FID_k'] < rc['FID_k'], me['FID_k'], rc['FID_k']),
-                _check(f'{final}: FID_g below random codes', me['FID_g'] < rc['FID_g'], me['FID_g'], rc['FID_g']),
-                _check(f'{final}: BAS above random codes', me['BAS'] > rc['BAS'], me['BAS'], rc['BAS'])]
-        if 'FID_g_live' in me and 'FID_g_live' in rc:
-            out.append(_check(f'{final}: FID_g_live below random codes', me['FID_g_live'] < rc['FID_g_live'], me['FID_g_live'], rc['FID_g_live']))
-    if 'mismatched music' in rows:
-        mm = rows['mismatched music']
-        out += [_check(f'{final}: BAS above mismatched music', me['BAS'] > mm['BAS'], me['BAS'], mm['BAS']),
-                _check(f'{final}: FID_k vs mismatched music (real motion: not applicable)', None, me['FID_k'], mm['FID_k'])]
-    if final == FINAL_ROWS[0] and FINAL_ROWS[1] in rows:
-        g = rows[FINAL_ROWS[1]]
-        out += [_check('actor-critic raises BAS', me['BAS'] > g['BAS'], me['BAS'], g['BAS']),
-                _check('actor-critic: FID_k at most 10% higher', me['FID_k'] <= 1.1 * g['FID_k'], me['FID_k'], g['FID_k'])]
-    return out

@@ -15,7 +15,8 @@ __all__ = ['STAGES', 'CHAPTERS', 'init_distributed', 'cleanup', 'main_first', 'r
 
 # %% ../nbs/08_train.ipynb #9aa17072
 import bailando.data as bd
-from .vqvae import vqvae_config, train_vqvae, load_vqvae, in_group, is_main, barrier, from_main, rank_device
+from .loop import in_group, is_main, barrier, from_main, rank_device
+from .vqvae import vqvae_config, train_vqvae, load_vqvae
 from .gpt import gpt_config, encode_sequences, train_gpt, window_length
 from .actor_critic import ac_settings, fine_tune_args, load_actor, fine_tuning_pieces, fine_tune, training_kinetics
 

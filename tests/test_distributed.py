@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from bailando.vqvae import (EMAQuantiser, SepVQVAE, vqvae_config, train_vqvae, motion_windows, read_log, world_size,
-                            this_rank, fit, vqvae_loss)
+from bailando.loop import read_log, world_size, this_rank, fit
+from bailando.vqvae import EMAQuantiser, SepVQVAE, vqvae_config, train_vqvae, motion_windows, vqvae_loss
 from bailando.gpt import CrossCondGPT, gpt_config, train_gpt, window_length
 from bailando.actor_critic import fine_tune
 from tests.test_actor_critic import _pieces   # pieces of random music with a beat every 30 frames

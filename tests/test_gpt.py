@@ -141,12 +141,11 @@ class FakeVQ(nn.Module):
 
 
 def test_a_gpt_paired_with_another_vqvae_is_refused(tmp_path, monkeypatch):
-    import bailando.vqvae as V
-    monkeypatch.setattr(V, 'load_vqvae', lambda path, device=None: FakeVQ(2.0), raising=False)
+    monkeypatch.setattr(G, 'load_vqvae', lambda path, device=None: FakeVQ(2.0), raising=False)
     G.save_gpt(tiny(), tmp_path/'gpt.pt', dict(vqvae=G.vqvae_fingerprint(FakeVQ(1.0)), starts={}))
     torch.save({}, tmp_path/'vqvae_root.pt')
     with pytest.raises(ValueError, match='another VQ-VAE'): G.load_dancer(tmp_path/'gpt.pt', 'cpu')
-    monkeypatch.setattr(V, 'load_vqvae', lambda path, device=None: FakeVQ(1.0), raising=False)
+    monkeypatch.setattr(G, 'load_vqvae', lambda path, device=None: FakeVQ(1.0), raising=False)
     gpt, vq = G.load_dancer(tmp_path, 'cpu')
     assert isinstance(vq, FakeVQ)
 
@@ -156,7 +155,8 @@ def test_a_gpt_paired_with_another_vqvae_is_refused(tmp_path, monkeypatch):
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory):
     from bailando import data as bd
-    from bailando.vqvae import vqvae_config, SepVQVAE, load_vqvae, fit
+    from bailando.vqvae import vqvae_config, SepVQVAE, load_vqvae
+    from bailando.loop import fit
     run = tmp_path_factory.mktemp('gpt_run')
     root = bd.make_dataset(run/'data', seed=0, size='tiny', progress=False)
     seqs = bd.load_sequences(root, 'train', progress=False)

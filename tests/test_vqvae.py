@@ -1,9 +1,10 @@
-"Tests of the choreographic memory (bailando.vqvae) and the shared training loop `fit`."
+"Tests of the choreographic memory (bailando.vqvae) and the shared training loop (bailando.loop.fit)."
 import json
 import pytest
 import torch
-from bailando.vqvae import (SepVQVAE, EMAQuantiser, vqvae_config, n_params, fit, vqvae_loss, root_loss, codebook_log,
-                            motion_windows, load_vqvae, train_vqvae, _stage_config, evaluate_vqvae, read_log)
+from bailando.loop import fit, read_log
+from bailando.vqvae import (SepVQVAE, EMAQuantiser, vqvae_config, n_params, vqvae_loss, root_loss, codebook_log,
+                            motion_windows, load_vqvae, train_vqvae, _stage_config, evaluate_vqvae)
 from bailando.data import split_halves as halves, merge_halves as join_halves
 
 
