@@ -16,17 +16,18 @@ from .gpt import GPTHead, gpt_config, CrossCondGPT, encode_sequences, generate_m
 from .metrics import motion_beats, music_beats, beat_align_score, kinetic_features, centred, normalize, fid, MAX_FRAMES
 
 # %% auto #0
-__all__ = ['BEAT_REWARD', 'AUDIO_SUFFIXES', 'AC_PRESETS', 'unit_flags', 'beat_reward', 'direction_reward', 'critic_config',
-           'Critic', 'prefix_steps', 'state_features', 'actor_loss', 'td_error', 'ac_update', 'ac_optimizer',
-           'make_windows', 'piece_reward', 'pieces_from_sequences', 'pieces_from_folder', 'dance_bas', 'dance_kinetic',
-           'rollout', 'rollout_windows', 'rollout_ranks', 'rollout_score', 'better', 'fine_tune', 'load_actor',
-           'final_dancer', 'fine_tuning_pieces', 'ac_settings', 'fine_tune_args', 'training_kinetics']
+__all__ = ['BEAT_REWARD', 'AC_PRESETS', 'unit_flags', 'beat_reward', 'direction_reward', 'critic_config', 'Critic',
+           'prefix_steps', 'state_features', 'actor_loss', 'td_error', 'ac_update', 'ac_optimizer', 'make_windows',
+           'piece_reward', 'pieces_from_sequences', 'pieces_from_folder', 'dance_bas', 'dance_kinetic', 'rollout',
+           'rollout_windows', 'rollout_ranks', 'rollout_score', 'better', 'fine_tune', 'load_actor', 'final_dancer',
+           'fine_tuning_pieces', 'ac_settings', 'fine_tune_args', 'training_kinetics']
 
 # %% ../nbs/03_actor_critic.ipynb #70828976
 import os
 import torch.distributed as dist
 from .loop import (in_group, world_size, this_rank, is_main, barrier, gather_objects, from_main, rank_device,
-                           data_parallel, rank_mean, read_log)
+                           data_parallel, rank_mean)
+from .data import read_log
 
 # %% ../nbs/03_actor_critic.ipynb #1e9e3b63
 def unit_flags(frames, # frame indices of events (beats)
@@ -215,8 +216,6 @@ def pieces_from_sequences(vq, seqs:list[dict], # VQ-VAE; sequence dicts of `bail
     return out
 
 # %% ../nbs/03_actor_critic.ipynb #a11a400b
-AUDIO_SUFFIXES = ('.wav', '.mp3', '.flac', '.ogg', '.m4a', '.aac', '.aiff', '.aif')
-
 def pieces_from_folder(folder, # a folder of audio files
                        starts:dict, # {genre: [[up, down], ...]}: start codes (a GPT checkpoint's `meta['starts']`)
                        max_codes:int=0, # cut each piece to this many codes (0: whole)
@@ -225,7 +224,7 @@ def pieces_from_folder(folder, # a folder of audio files
     "Pieces of fine-tuning music from the user's audio files (unreadable files are skipped with a warning)."
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f'{folder}: no such music folder')
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in bd.MUSIC_EXTS)
     pairs = [p for g in sorted(starts or {}) for p in starts[g]] or [[0, 0]]
     rng, out, bad = np.random.default_rng(seed), [], []
     for f in files:
@@ -238,7 +237,7 @@ def pieces_from_folder(folder, # a folder of audio files
         out.append(dict(name=f.stem, music=m7[:L], music60=m60[:8*L], start=tuple(pairs[rng.integers(len(pairs))])))
     if bad: warnings.warn(f'{folder}: skipped {len(bad)} file(s): ' + ', '.join(bad))
     if not out:
-        raise ValueError(f'{folder}: no readable audio of at least 4 s (looked for {", ".join(AUDIO_SUFFIXES)}; '
+        raise ValueError(f'{folder}: no readable audio of at least 4 s (looked for {", ".join(bd.MUSIC_EXTS)}; '
                          f'found {len(files)} candidate file(s)' + (f'; unreadable: {", ".join(bad)}' if bad else '') + ')')
     return out
 
@@ -292,10 +291,8 @@ def _ac_state(gpt, critic, opt, epoch:int, config:dict, best:dict|None=None, las
 
 def _ac_resume(path:Path, gpt, critic, opt, config:dict) -> tuple:
     "Load an actor-critic checkpoint into the models and optimiser; return its epoch and best candidate (refuse another config)."
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise ValueError(f'cannot resume from {path}: not a readable checkpoint ({e})') from None
-    if not isinstance(ck, dict) or not {'model', 'critic', 'optimizer', 'epoch', 'config'} <= set(ck):
-        raise ValueError(f'cannot resume from {path}: not an actor-critic checkpoint')
+    try: ck = bd.read_checkpoint(path, need=('model', 'critic', 'optimizer', 'epoch', 'config'), what='checkpoint of the actor-critic')
+    except ValueError as e: raise ValueError(f'cannot resume from {e}') from None
     if ck['config'].get('actor_critic') != config['actor_critic'] or ck['config'].get('gpt') != config['gpt']:
         raise ValueError(f"cannot resume from {path}: it was trained with {ck['config'].get('actor_critic')}, now "
                          f"{config['actor_critic']}. Use another run folder or delete the checkpoint.")

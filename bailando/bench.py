@@ -13,7 +13,7 @@ import os
 import soundfile as sf
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from .data import atomic_write, music_features, pick_device, seed_everything
+from .data import atomic_write, music_features, pick_device, seed_everything, smpl_joints
 from .vqvae import SepVQVAE, vqvae_config, vqvae_loss
 from .gpt import CrossCondGPT, gpt_config, gpt_loss, generate, codes_to_joints
 from .metrics import features
@@ -21,7 +21,8 @@ from .render import render_video, demo_dance
 
 # %% auto #0
 __all__ = ['sync', 'median_time', 'case_vqvae_train', 'case_gpt_train', 'case_generate', 'random_dances', 'case_metrics',
-           'case_music', 'case_render', 'run_case', 'bench_plan', 'format_table', 'run_bench', 'bench_command']
+           'case_music', 'case_render', 'case_fk', 'run_case', 'bench_plan', 'format_table', 'run_bench',
+           'bench_command']
 
 # %% ../nbs/07_bench.ipynb #8550c798
 def sync(device:torch.device):
@@ -115,6 +116,13 @@ def case_render(seconds:float=2.0) -> tuple[float, str]:
     j = demo_dance(seconds)
     t0 = time.perf_counter(); render_video(j, d/'a.mp4'); return (time.perf_counter() - t0) / seconds, 's per s'
 
+# %% ../nbs/07_bench.ipynb #24364513
+def case_fk(frames:int=50_000, target:int=1_100_000) -> tuple[float, str]:
+    "Seconds of SMPL forward kinematics (`bailando.data.smpl_joints`) for AIST++'s 1.1 M frames, from `frames` random poses."
+    x = np.random.default_rng(0).normal(scale=0.3, size=(frames, 72)).astype(np.float32)
+    t0 = time.perf_counter(); smpl_joints(x, np.zeros((frames, 3), np.float32))
+    return (time.perf_counter() - t0) * target / frames, 's (AIST++)'
+
 # %% ../nbs/07_bench.ipynb #b891caaf
 def _run_case(name:str, kw:dict, device:str) -> dict:
     "Run one case here; returns its figure, unit and peak memory."
@@ -149,7 +157,8 @@ def bench_plan(devices:list[str], presets=('cpu', 'paper'), quick:bool=False) ->
     n_ref = 100 if quick else 1363
     rows += [(f'metrics features ({n_ref} reference + 40 dances)', 'metrics', dict(n_reference=n_ref), 'cpu'),
              ('music features (60 fps)', 'music', {}, 'cpu'),
-             ('render mp4 320 px', 'render', {}, 'cpu')]
+             ('render mp4 320 px', 'render', {}, 'cpu'),
+             ('SMPL forward kinematics, AIST++ (1.1 M frames)', 'fk', {}, 'cpu')]
     return rows
 
 # %% ../nbs/07_bench.ipynb #7961a5c3

@@ -18,11 +18,11 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['SMPL_JOINT_NAMES', 'SMPL_PARENTS', 'SMPL_OFFSETS', 'SMPL_J0', 'UPPER_JOINTS', 'LOWER_JOINTS', 'COCO_TO_SMPL',
            'BEAT_COLUMN', 'MUSIC_DIMS', 'MUSIC_EXTS', 'GENRES', 'MUSIC_SR', 'GENERATOR_VERSION', 'FLOOR_CLEARANCE',
-           'atomic_write', 'atomic_save', 'seed_everything', 'pick_device', 'shared_data', 'rodrigues', 'smpl_joints',
-           'to_bailando72', 'from_bailando72', 'split_halves', 'merge_halves', 'root_velocity', 'RefusedPickle',
-           'safe_load_pickle', 'load_motion', 'load_joints', 'cache_dir', 'load_audio', 'music_features', 'beat_frames',
-           'genre_of', 'music_id_of', 'read_split', 'music_path', 'warm_up_librosa', 'load_sequences', 'MotionWindows',
-           'make_dataset', 'prepare_data']
+           'atomic_write', 'atomic_save', 'read_log', 'read_checkpoint', 'seed_everything', 'pick_device',
+           'shared_data', 'rodrigues', 'forward_kinematics', 'smpl_joints', 'to_bailando72', 'from_bailando72',
+           'split_halves', 'merge_halves', 'root_velocity', 'RefusedPickle', 'safe_load_pickle', 'load_motion',
+           'load_joints', 'cache_dir', 'load_audio', 'music_features', 'beat_frames', 'genre_of', 'music_id_of',
+           'read_split', 'music_path', 'warm_up_librosa', 'load_sequences', 'make_dataset', 'prepare_data']
 
 # %% ../nbs/00_data.ipynb #23623919
 def _umask() -> int:
@@ -46,6 +46,32 @@ def atomic_write(path, write_fn):
 def atomic_save(obj, path):
     "`torch.save` `obj` to `path` atomically."
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+# %% ../nbs/00_data.ipynb #64213198
+def read_log(path) -> list[dict]:
+    "The records (dicts) of a JSON-lines log; none for a missing file; lines that are not JSON objects are skipped."
+    path, out = Path(path), []
+    for line in (path.read_text().splitlines() if path.exists() else []):
+        try: r = json.loads(line)
+        except ValueError: continue
+        if isinstance(r, dict): out.append(r)
+    return out
+
+# %% ../nbs/00_data.ipynb #6009a38a
+def read_checkpoint(path, # a .pt file
+                    device='cpu', # where its tensors go
+                    need=('model', 'config'), # the entries it must hold
+                    what:str='bailando training checkpoint', # what the caller expects, for the error
+                   ) -> dict:
+    "A checkpoint loaded safely (`weights_only=True`), as a dict holding `need`; a clear error naming the file otherwise."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f'{path}: no {what} there')
+    try: ck = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise ValueError(f'{path}: not a readable checkpoint (corrupt or not written by bailando: {type(e).__name__}: {e})') from None
+    lacks = sorted(set(need) - set(ck)) if isinstance(ck, dict) else list(need)
+    if not isinstance(ck, dict) or lacks: raise ValueError(f'{path}: not a {what} (no {"/".join(lacks) or "dict"} entries)')
+    return ck
 
 # %% ../nbs/00_data.ipynb #5d50492e
 def seed_everything(seed:int):
@@ -119,6 +145,24 @@ def _rodrigues_t(r:torch.Tensor) -> torch.Tensor:
     s, c = th.sin()[..., None], th.cos()[..., None]
     return torch.eye(3, dtype=r.dtype, device=r.device) + s * K + (1 - c) * (K @ K)
 
+# %% ../nbs/00_data.ipynb #290fb1bf
+def forward_kinematics(local, # (N, 24, 3, 3) local joint rotations (numpy or torch)
+                       root, # (N, 3) root joint positions
+                       offsets=None, # (24, 3) each joint's offset from its parent at rest (default: SMPL_OFFSETS)
+                      ): # (N, 24, 3) joint positions, numpy (the input's float type) for numpy input, else torch
+    "Joint positions down the SMPL tree from local rotations: the one forward kinematics of the package (BVH semantics)."
+    as_np = not isinstance(local, torch.Tensor)
+    rot = torch.as_tensor(np.asarray(local) if as_np else local)
+    root = torch.as_tensor(np.asarray(root) if as_np else root, dtype=rot.dtype, device=rot.device)
+    off = torch.as_tensor(SMPL_OFFSETS if offsets is None else np.asarray(offsets), dtype=rot.dtype, device=rot.device)
+    g, pos = [rot[:, 0]], [root]
+    for j in range(1, 24):
+        q = SMPL_PARENTS[j]
+        pos.append(pos[q] + g[q] @ off[j])                                              # (N, 3)
+        g.append(g[q] @ rot[:, j])                                                      # (N, 3, 3)
+    out = torch.stack(pos, 1)                                                           # (N, 24, 3)
+    return out.numpy() if as_np else out
+
 # %% ../nbs/00_data.ipynb #9f9b2ba6
 def smpl_joints(poses, # (N, 72) axis-angle, 24 joints x 3 (numpy or torch)
                 trans, # (N, 3) root translation in SMPL units (smpl_trans / smpl_scaling)
@@ -128,16 +172,8 @@ def smpl_joints(poses, # (N, 72) axis-angle, 24 joints x 3 (numpy or torch)
     as_np = not isinstance(poses, torch.Tensor)
     p = torch.as_tensor(np.asarray(poses, np.float32) if as_np else poses).float().reshape(-1, 24, 3)
     t = torch.as_tensor(np.asarray(trans, np.float32) if as_np else trans).float().reshape(-1, 3).to(p.device)
-    off = torch.as_tensor(SMPL_OFFSETS, device=p.device); j0 = torch.as_tensor(SMPL_J0, device=p.device)
-    out = []
-    for s in range(0, len(p), chunk):
-        rot = _rodrigues_t(p[s:s+chunk])                                                # (n, 24, 3, 3)
-        g, pos = [rot[:, 0]], [t[s:s+chunk] + j0]
-        for j in range(1, 24):
-            q = SMPL_PARENTS[j]
-            pos.append(pos[q] + g[q] @ off[j])                                          # (n, 3)
-            g.append(g[q] @ rot[:, j])                                                  # (n, 3, 3)
-        out.append(torch.stack(pos, 1))                                                 # (n, 24, 3)
+    j0 = torch.as_tensor(SMPL_J0, device=p.device)
+    out = [forward_kinematics(_rodrigues_t(p[s:s+chunk]), t[s:s+chunk] + j0) for s in range(0, len(p), chunk)]
     out = torch.cat(out) if out else p.new_zeros((0, 24, 3))
     return out.cpu().numpy() if as_np else out
 
@@ -317,9 +353,12 @@ def music_features(path, # audio file librosa can read (wav, ogg, mp3, opus, ...
     return feats
 
 # %% ../nbs/00_data.ipynb #4a3bfb53
-def beat_frames(feats) -> np.ndarray:
-    "Frame indices of the music beats in a (T, 438) feature array."
-    return np.flatnonzero(np.asarray(feats)[:, BEAT_COLUMN] > 0.5)
+def beat_frames(feats, # (T, 438) music features, or their 1-d beat column
+                length:int|None=None, # keep the beats before this frame
+               ) -> np.ndarray:
+    "Frame indices of the music beats: where the beat column is non-zero (as Bailando's metrics read it)."
+    m = np.asarray(feats)
+    return np.flatnonzero((m[:, BEAT_COLUMN] if m.ndim == 2 else m)[:length].astype(bool))
 
 # %% ../nbs/00_data.ipynb #fafcc819
 def genre_of(seq:str) -> str:
@@ -367,10 +406,10 @@ def read_split(root, # data root (AIST++ layout)
     raise ValueError(f"split must be 'train', 'test', 'val' or 'all', got {split!r}")
 
 # %% ../nbs/00_data.ipynb #38b9f011
-MUSIC_EXTS = ('.wav', '.mp3', '.ogg', '.opus', '.flac')
+MUSIC_EXTS = ('.wav', '.mp3', '.ogg', '.opus', '.flac', '.m4a', '.aac', '.aiff', '.aif')   # every audio file we look for
 
 def music_path(root, seq:str) -> Path:
-    "The music file of sequence `seq`: <root>/wav/<music_id>.{wav,mp3,ogg,opus,flac}."
+    "The music file of sequence `seq`: <root>/wav/<music_id> with a suffix of `MUSIC_EXTS` (.wav first)."
     mid = music_id_of(seq)
     for ext in MUSIC_EXTS:
         p = Path(root)/'wav'/f'{mid}{ext}'
@@ -448,25 +487,6 @@ def load_sequences(root, # data root (AIST++ layout)
     for n, msg in bad: warnings.warn(f'skipped {n}: {msg}')
     if bad: warnings.warn(f'{len(bad)} of {len(names)} sequences skipped (strict=True raises instead)')
     return seqs
-
-# %% ../nbs/00_data.ipynb #2522ffc7
-class MotionWindows(torch.utils.data.Dataset):
-    "Aligned windows: dict(motion (L,72), music (L,438), music_codes (L//8,438)) float32 tensors."
-    def __init__(self, seqs:list, # dicts from `load_sequences`
-                 length:int=240, # frames per window (multiple of 8)
-                 stride:int=8, # frames between window starts
-                ):
-        self.seqs, self.length = seqs, length
-        self.index = [(i, s) for i, q in enumerate(seqs) for s in range(0, len(q['motion']) - length + 1, stride)]
-        if not self.index: raise ValueError(f'no sequence has {length} frames (longest: {max((len(q["motion"]) for q in seqs), default=0)})')
-    def __len__(self): return len(self.index)
-    def __getitem__(self, k):
-        i, s = self.index[k]; q = self.seqs[i]; L = self.length
-        codes = q['music_codes'][s // 8: s // 8 + L // 8]
-        if len(codes) < L // 8: codes = np.concatenate([codes, np.repeat(codes[-1:], L // 8 - len(codes), 0)])
-        return dict(motion=torch.from_numpy(np.ascontiguousarray(q['motion'][s:s+L], np.float32)),   # (L, 72)
-                    music=torch.from_numpy(np.ascontiguousarray(q['music'][s:s+L], np.float32)),     # (L, 438)
-                    music_codes=torch.from_numpy(np.ascontiguousarray(codes, np.float32)))           # (L/8, 438)
 
 # %% ../nbs/00_data.ipynb #c84068f8
 GENRES = {  # genre: (BPM range, kick on every beat?, hats per beat, move vocabulary, hold on the beat (fraction))

@@ -317,10 +317,8 @@ def save_gpt(model, path, meta:dict|None=None):
 def load_gpt(path, device='auto') -> CrossCondGPT:
     "Load a GPT checkpoint (safe unpickling) in eval mode; `model.meta` holds its VQ-VAE fingerprint and start codes."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'{path}: no GPT checkpoint there')
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise ValueError(f'{path}: not a readable checkpoint ({type(e).__name__}: {e})') from None
-    if not (isinstance(ck, dict) and isinstance(ck.get('model'), dict) and isinstance(ck.get('config'), dict) and 'gpt' in ck['config']):
+    ck = bd.read_checkpoint(path, what='GPT checkpoint')
+    if not (isinstance(ck.get('model'), dict) and isinstance(ck.get('config'), dict) and 'gpt' in ck['config']):
         raise ValueError(f'{path}: not a GPT checkpoint (expected `model` weights and `config["gpt"]` sizes)')
     model = CrossCondGPT(ck['config']['gpt'])
     state = {k.removeprefix('_orig_mod.'): v for k, v in ck['model'].items()}

@@ -12,12 +12,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
-from .data import atomic_write, atomic_save, pick_device
+from .data import atomic_write, atomic_save, pick_device, read_checkpoint, read_log
 
 # %% auto #0
 __all__ = ['in_group', 'world_size', 'this_rank', 'is_main', 'barrier', 'gather_objects', 'from_main', 'rank_device',
-           'data_parallel', 'unwrap', 'read_checkpoint', 'rng_state', 'set_rng_state', 'to_device', 'read_log',
-           'rank_mean', 'fit']
+           'data_parallel', 'unwrap', 'rng_state', 'set_rng_state', 'to_device', 'rank_mean', 'fit']
 
 # %% ../nbs/00b_loop.ipynb #169893ff
 def in_group() -> bool:
@@ -91,18 +90,6 @@ def _batches(dataset, batch_size:int, seed:int, epoch:int):
     return torch.utils.data.DataLoader(dataset, batch_size=b, sampler=sampler, drop_last=len(sampler) > b,
                                        generator=torch.Generator().manual_seed(epoch))  # leaves the global RNG alone
 
-# %% ../nbs/00b_loop.ipynb #b68b2e06
-def read_checkpoint(path, device='cpu') -> dict:
-    "A training checkpoint, loaded safely; a clear error for missing or corrupt files."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f'no checkpoint at {path}')
-    try: ck = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e: raise ValueError(f'{path} is not a readable checkpoint (corrupt or not written by bailando): {e}') from None
-    if not isinstance(ck, dict) or 'model' not in ck or 'config' not in ck:
-        raise ValueError(f'{path} is not a bailando training checkpoint (no model/config entries)')
-    return ck
-
-
 # %% ../nbs/00b_loop.ipynb #a6c5b117
 def rng_state() -> dict:
     "Every global RNG state (Python, numpy, torch CPU and CUDA), in a form `torch.load(weights_only=True)` accepts."
@@ -128,11 +115,6 @@ def to_device(batch, device):
     if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
     return batch
 
-def read_log(path) -> list[dict]:
-    "The JSON lines of a training log."
-    path = Path(path)
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
-
 def _trim_log(path, epoch):
     "Keep only the log lines of epochs before `epoch` (after a resume)."
     rows = [r for r in read_log(path) if r.get('epoch', 0) < epoch]
@@ -143,10 +125,8 @@ def _canon(cfg): return json.dumps(cfg, sort_keys=True, default=str)  # tuples a
 
 def _resume(path, model, opt, sched, config, seed:int=0):
     "Load a checkpoint into model, optimizer and scheduler, and this rank's RNG states; return the epoch to continue from."
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise ValueError(f'cannot resume from {path}: not a readable checkpoint ({e})') from None
-    if not isinstance(ck, dict) or not {'model', 'optimizer', 'scheduler', 'epoch', 'rng'} <= set(ck):
-        raise ValueError(f'cannot resume from {path}: not a training checkpoint of bailando.loop.fit')
+    try: ck = read_checkpoint(path, need=('model', 'optimizer', 'scheduler', 'epoch', 'rng'), what='training checkpoint of bailando.loop.fit')
+    except ValueError as e: raise ValueError(f'cannot resume from {e}') from None
     if config is not None and _canon(ck.get('config')) != _canon(config):
         raise ValueError(f'cannot resume from {path}: it was trained with config {ck.get("config")}, now {config}. '
                          'Use another run folder or delete the checkpoint.')

@@ -244,7 +244,7 @@ def music_beats(music, # (T, 438) 60-fps music features, or a 1-d beat array
     if m.ndim == 2 and m.shape[1] > BEAT_COLUMN: m = m[:, BEAT_COLUMN]
     elif m.ndim != 1: raise ValueError(f'music: expected (T, 438) features or a 1-d beat array, got shape {m.shape}')
     if m.dtype.kind == 'f' and not np.isfinite(m).all(): raise ValueError('music: beat column contains NaN or inf')
-    return np.flatnonzero(m[:length].astype(bool))
+    return beat_frames(m, length)
 
 def beat_align_score(music_beats, # frames of the music beats
                      motion_beats # frames of the motion beats
