@@ -139,7 +139,8 @@ def ac_update(gpt:CrossCondGPT, critic:Critic, opt:torch.optim.Optimizer, batch:
               ranks:int=1, # data-parallel ranks that share the global batch (the head and critic inside DistributedDataParallel)
              ) -> dict:
     "One batch of actor-critic fine-tuning; returns mean reward, critic loss (mean TD^2) and actor loss."
-    gpt.eval(); critic.eval()                      # dropout frozen; the weights still learn
+    gpt.eval()
+    critic.eval()  # dropout frozen; the weights still learn
     feat = state_features(gpt, batch)              # (B, 3(W-1), C), no gradient: the base is frozen
     reward, mask = batch['reward'], batch['mask']  # (B, W-2)
     with torch.no_grad(): td = td_error(critic, feat, reward, gamma)
@@ -148,13 +149,15 @@ def ac_update(gpt:CrossCondGPT, critic:Critic, opt:torch.optim.Optimizer, batch:
     for _ in range(actor_steps):
         opt.zero_grad(set_to_none=True)
         a_loss = actor_loss(gpt, feat, batch, td, norm_a)
-        a_loss.backward(); opt.step()
+        a_loss.backward()
+        opt.step()
     c_loss = torch.zeros(())
     for _ in range(critic_steps):
         opt.zero_grad(set_to_none=True)
         d2 = td_error(critic, feat, reward, gamma).pow(2)
         c_loss = d2.mean() if norm_c is None else d2.sum() / norm_c
-        c_loss.backward(); opt.step()
+        c_loss.backward()
+        opt.step()
     # in a process group each rank's share of the global means: their mean over the ranks is the global batch's value
     n_a, n_c = (mask.sum().clamp_min(1), td.numel()) if norm_a is None else (norm_a, norm_c)
     return dict(reward=float((reward * mask).sum() / n_a), critic_loss=c_loss.item(), actor_loss=a_loss.item(),
@@ -182,7 +185,9 @@ def make_windows(up:np.ndarray, down:np.ndarray, # (L,) generated codes of one p
     if L < window: raise ValueError(f'a rollout of {L} codes is shorter than one window of {window}')
     starts = np.arange(L - window + 1)                                     # (N,)
     idx = starts[:, None] + np.arange(window)                              # (N, W)
-    mask = np.zeros((len(starts), window - 2), np.float32); mask[0] = 1; mask[1:, -1] = 1
+    mask = np.zeros((len(starts), window - 2), np.float32)
+    mask[0] = 1
+    mask[1:, -1] = 1
     return dict(up=torch.as_tensor(np.asarray(up)[idx]).long(), down=torch.as_tensor(np.asarray(down)[idx]).long(),
                 music=torch.as_tensor(np.asarray(music, np.float32)[idx]),
                 reward=torch.as_tensor(np.asarray(reward, np.float32)[idx[:, 1:-1]]), mask=torch.as_tensor(mask))
@@ -231,7 +236,8 @@ def pieces_from_folder(folder, # a folder of audio files
         try:
             m7, m60 = (np.asarray(bd.music_features(f, fps=fps), np.float32) for fps in (7.5, 60))
         except Exception as e:
-            bad.append(f'{f.name} ({type(e).__name__})'); continue
+            bad.append(f'{f.name} ({type(e).__name__})')
+            continue
         L = min(len(m7), len(m60) // 8, max_codes or len(m7))
         if L < 30: bad.append(f'{f.name} (only {L} codes, need 30)'); continue
         out.append(dict(name=f.stem, music=m7[:L], music60=m60[:8*L], start=tuple(pairs[rng.integers(len(pairs))])))
@@ -296,7 +302,9 @@ def _ac_resume(path:Path, gpt, critic, opt, config:dict) -> tuple:
     if ck['config'].get('actor_critic') != config['actor_critic'] or ck['config'].get('gpt') != config['gpt']:
         raise ValueError(f"cannot resume from {path}: it was trained with {ck['config'].get('actor_critic')}, now "
                          f"{config['actor_critic']}. Use another run folder or delete the checkpoint.")
-    gpt.load_state_dict(ck.get('last_model', ck['model'])); critic.load_state_dict(ck['critic']); opt.load_state_dict(ck['optimizer'])
+    gpt.load_state_dict(ck.get('last_model', ck['model']))
+    critic.load_state_dict(ck['critic'])
+    opt.load_state_dict(ck['optimizer'])
     return int(ck['epoch']), ck.get('best')
 
 
@@ -380,7 +388,8 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
               pieces=[p['name'] for p in pieces])
     config = dict(meta or {}, gpt=dict(gpt.config), actor_critic=ac)
     bd.seed_everything(seed)
-    gpt.to(dev); vq.to(dev).eval()
+    gpt.to(dev)
+    vq.to(dev).eval()
     critic = Critic(critic_config(gpt.config, critic_layers)).to(dev)
     opt = ac_optimizer(gpt, critic, lr, betas, critic_lr)
     start, best = _ac_resume(ckpt, gpt, critic, opt, config) if from_main(ckpt.exists()) else (0, None)
@@ -403,7 +412,9 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
                 batch = {k: v[order[i:i + batch_size][rank::ranks]].to(dev) for k, v in data.items()}   # this rank's share
                 st = ac_update(actor, judge, opt, batch, actor_steps if epoch >= critic_warmup else 0, critic_steps, gamma, ranks)
                 st = dict(zip(st, rank_mean(st.values(), dev)))   # averaged over the ranks
-                f.write(json.dumps(dict(epoch=epoch, step=step, **st)) + '\n'); step += 1; nb += 1
+                f.write(json.dumps(dict(epoch=epoch, step=step, **st)) + '\n')
+                step += 1
+                nb += 1
                 for k in sums: sums[k] += st[k]
             f.write(json.dumps(dict(epoch=epoch, kind='epoch', **{k: v / nb for k, v in sums.items()},
                                     reward_rollout=float(np.mean([r['reward'].mean() for r in rolls])),

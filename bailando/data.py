@@ -26,7 +26,9 @@ __all__ = ['SMPL_JOINT_NAMES', 'SMPL_PARENTS', 'SMPL_OFFSETS', 'SMPL_J0', 'UPPER
 
 # %% ../nbs/00_data.ipynb #23623919
 def _umask() -> int:
-    m = os.umask(0); os.umask(m); return m
+    m = os.umask(0)
+    os.umask(m)
+    return m
 
 def atomic_write(path, write_fn):
     "Call `write_fn(tmp_path)` on a temporary file beside `path`, then rename it to `path` atomically."
@@ -76,7 +78,9 @@ def read_checkpoint(path, # a .pt file
 # %% ../nbs/00_data.ipynb #5d50492e
 def seed_everything(seed:int):
     "Seed Python, numpy and torch."
-    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
 
 # %% ../nbs/00_data.ipynb #7e7bbc15
@@ -138,7 +142,8 @@ def rodrigues(rotvec) -> np.ndarray:
 # %% ../nbs/00_data.ipynb #d9c7514e
 def _rodrigues_t(r:torch.Tensor) -> torch.Tensor:
     "Torch Rodrigues: axis-angle (..., 3) -> rotation matrices (..., 3, 3)."
-    th = r.norm(dim=-1, keepdim=True).clamp_min(1e-8); k = r / th                    # (..., 1), (..., 3)
+    th = r.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    k = r / th  # (..., 1), (..., 3)
     K = torch.zeros(r.shape + (3,), dtype=r.dtype, device=r.device)                   # (..., 3, 3) cross matrix
     K[..., 0, 1], K[..., 0, 2], K[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
     K[..., 1, 0], K[..., 2, 0], K[..., 2, 1] = k[..., 2], -k[..., 1], k[..., 0]
@@ -327,7 +332,8 @@ def _extract_features(y, sr:int) -> np.ndarray:
     onset = librosa.onset.onset_strength(y=percussive, sr=sr, hop_length=512, aggregate=np.median)  # (T,)
     tempogram = librosa.feature.tempogram(onset_envelope=onset, sr=sr, hop_length=512)          # (384, T)
     _, beats = librosa.beat.beat_track(onset_envelope=onset, sr=sr, hop_length=512)
-    beat = np.zeros_like(onset); beat[beats] = 1
+    beat = np.zeros_like(onset)
+    beat[beats] = 1
     parts = [mfcc, mfcc_delta, chroma, onset[None], beat[None], tempogram]
     T = min(p.shape[1] for p in parts)
     return np.concatenate([p[:, :T] for p in parts], 0).T.astype(np.float32)           # (T, 438)
@@ -388,7 +394,8 @@ def read_split(root, # data root (AIST++ layout)
                split:str, # 'train' | 'test' | 'val' | 'all'
               ) -> list[str]: # sequence names
     "Sequence names of a split, with the paper's semantics (train minus ignore list; test = test + val)."
-    root = Path(root); sp = root/'splits'
+    root = Path(root)
+    sp = root/'splits'
     if not root.is_dir(): raise FileNotFoundError(f'{root}: data root not found; {_LAYOUT}')
     ignore = _ignore_list(root)
     def lst(name, required=True):
@@ -507,7 +514,10 @@ GENERATOR_VERSION = 4  # bump whenever the generator changes: a stale data set i
 # %% ../nbs/00_data.ipynb #c107465d
 def _synth_music(rng, genre:str, bpm:float, seconds:float, t0:float) -> np.ndarray:
     "A procedural track (float32 mono at MUSIC_SR): drums on the beat grid t0 + k*60/bpm, bass, pad."
-    sr = MUSIC_SR; n = int(seconds * sr); y = np.zeros(n + sr, np.float32); P = 60 / bpm
+    sr = MUSIC_SR
+    n = int(seconds * sr)
+    y = np.zeros(n + sr, np.float32)
+    P = 60 / bpm
     _, four, hats, _, _ = GENRES[genre]
     def add(sig, at):
         i = int(round(at * sr))
@@ -516,13 +526,15 @@ def _synth_music(rng, genre:str, bpm:float, seconds:float, t0:float) -> np.ndarr
     kick = np.sin(2*np.pi*np.cumsum(50 + 110*np.exp(-t/0.03)) / sr) * np.exp(-t/0.12)
     ts = t[:int(0.2*sr)]
     snare = (0.6*rng.normal(size=len(ts)) * np.exp(-ts/0.05) + 0.5*np.sin(2*np.pi*190*ts) * np.exp(-ts/0.07))
-    th = t[:int(0.06*sr)]; hat = 0.1 * np.diff(rng.normal(size=len(th) + 1)) * np.exp(-th/0.012)
+    th = t[:int(0.06*sr)]
+    hat = 0.1 * np.diff(rng.normal(size=len(th) + 1)) * np.exp(-th/0.012)
     root = 40 + rng.integers(0, 12)                                              # bass key (MIDI)
     prog = [[0, 7, 9, 5], [0, 5, 7, 5], [9, 5, 0, 7], [0, 3, 8, 10]][rng.integers(0, 4)]
     hz = lambda m: 440 * 2 ** ((m - 69) / 12)
     nb = int((seconds - t0) / P) + 1
     for k in range(nb):
-        tb = t0 + k * P; bar, beat = divmod(k, 4)
+        tb = t0 + k * P
+        bar, beat = divmod(k, 4)
         if four or beat in (0, 2) or (beat == 3 and rng.random() < 0.3): add(kick, tb)
         if beat in (1, 3): add(0.7 * snare, tb)
         for h in range(hats): add(hat * (1.0 if h == 0 else 0.5), tb + h * P / hats)
@@ -530,7 +542,8 @@ def _synth_music(rng, genre:str, bpm:float, seconds:float, t0:float) -> np.ndarr
         tn = np.arange(int(P * 0.9 * sr)) / sr
         add(0.35 * (np.sin(2*np.pi*hz(chord)*tn) + 0.3*np.sin(4*np.pi*hz(chord)*tn)) * np.exp(-tn/0.25), tb)
         if beat == 0:
-            tp = np.arange(int(4 * P * sr)) / sr; env = np.minimum(1, tp / 0.1) * np.minimum(1, (4*P - tp) / 0.2)
+            tp = np.arange(int(4 * P * sr)) / sr
+            env = np.minimum(1, tp / 0.1) * np.minimum(1, (4*P - tp) / 0.2)
             pad = sum(np.sin(2*np.pi*hz(chord + 12 + iv)*tp) for iv in (0, 4 if prog[bar % 4] != 3 else 3, 7))
             add(0.06 * env * pad, tb)
     y = y[:n]
@@ -546,7 +559,8 @@ for j in (3, 6, 9): _LIMITS[j] = [[-0.4, 0.5], [-0.5, 0.5], [-0.3, 0.3]]        
 for j in (12, 15): _LIMITS[j] = [[-0.5, 0.6], [-0.7, 0.7], [-0.4, 0.4]]            # neck, head
 for j in (13, 14): _LIMITS[j] = [[-0.2, 0.2], [-0.3, 0.3], [-0.3, 0.3]]            # collars
 for j in (16, 17): _LIMITS[j] = [[-1.5, 1.5], [-1.6, 1.6], [-1.6, 1.6]]            # shoulders
-_LIMITS[18] = [[-0.2, 0.2], [-2.4, 0.0], [-0.3, 0.3]]; _LIMITS[19] = [[-0.2, 0.2], [0.0, 2.4], [-0.3, 0.3]]  # elbows
+_LIMITS[18] = [[-0.2, 0.2], [-2.4, 0.0], [-0.3, 0.3]]
+_LIMITS[19] = [[-0.2, 0.2], [0.0, 2.4], [-0.3, 0.3]]  # elbows
 _LIMITS[0] = [[-0.5, 0.5], [-100, 100], [-0.4, 0.4]]                              # pelvis (yaw free)
 
 def _rest_pose(rng) -> np.ndarray:
@@ -554,28 +568,40 @@ def _rest_pose(rng) -> np.ndarray:
     p = np.zeros((24, 3), np.float32)
     p[16, 2], p[17, 2] = -1.15, 1.15                                             # arms down
     p[18, 1], p[19, 1] = -0.35, 0.35                                             # elbows a bit bent
-    p[[4, 5], 0] = 0.15; p[[1, 2], 0] = -0.08; p[[7, 8], 0] = -0.07              # soft knees
+    p[[4, 5], 0] = 0.15
+    p[[1, 2], 0] = -0.08
+    p[[7, 8], 0] = -0.07  # soft knees
     return p + rng.normal(scale=0.015, size=p.shape).astype(np.float32)
 
 # %% ../nbs/00_data.ipynb #289af372
 def _move(name:str, i:int, side:int, a:float) -> tuple:
     "Key pose offset (24,3), root step (x, z) and yaw step for beat `i` of move `name` (side +-1, amplitude a)."
-    d = np.zeros((24, 3), np.float32); step = np.zeros(2, np.float32); yaw = 0.0
-    down = i % 2 == 0; s = side if i % 4 < 2 else -side
+    d = np.zeros((24, 3), np.float32)
+    step = np.zeros(2, np.float32)
+    yaw = 0.0
+    down = i % 2 == 0
+    s = side if i % 4 < 2 else -side
     L, R = (1, 4, 7, 16, 18), (2, 5, 8, 17, 19)                                  # hip, knee, ankle, shoulder, elbow
     if name == 'bounce':
         k = 0.9 * a if down else 0.1
-        d[[4, 5], 0] = k; d[[1, 2], 0] = -0.55 * k; d[[7, 8], 0] = -0.45 * k
-        d[[18, 19], 1] = [-0.6 * k, 0.6 * k]; d[9, 0] = 0.25 * k
+        d[[4, 5], 0] = k
+        d[[1, 2], 0] = -0.55 * k
+        d[[7, 8], 0] = -0.45 * k
+        d[[18, 19], 1] = [-0.6 * k, 0.6 * k]
+        d[9, 0] = 0.25 * k
     elif name == 'squat':
         k = (1.6 if i % 4 in (1, 2) else 0.3) * a
-        d[[4, 5], 0] = k; d[[1, 2], 0] = -0.7 * k; d[[7, 8], 0] = -0.5 * k; d[3, 0] = 0.3 * k
+        d[[4, 5], 0] = k
+        d[[1, 2], 0] = -0.7 * k
+        d[[7, 8], 0] = -0.5 * k
+        d[3, 0] = 0.3 * k
         d[16, 1], d[17, 1] = -0.8 * a, 0.8 * a
     elif name == 'step':
         step[:] = 0.22 * a * s, 0.12 * a * (1 if i % 8 < 4 else -1)
         h, k, _, sh, _ = L if s > 0 else R
         if down: d[h, 0] = -0.5 * a; d[k, 0] = 0.9 * a
-        d[0, 2] = -0.12 * s * a; d[[16, 17], 0] = 0.3 * a * s
+        d[0, 2] = -0.12 * s * a
+        d[[16, 17], 0] = 0.3 * a * s
     elif name == 'kick':
         h, k, an, _, _ = L if s > 0 else R
         h2, k2 = (2, 5) if s > 0 else (1, 4)
@@ -585,44 +611,67 @@ def _move(name:str, i:int, side:int, a:float) -> tuple:
     elif name == 'armwave':
         sh, el = (16, 18) if s > 0 else (17, 19)
         up = 1.6 * a if down else 0.8 * a
-        d[sh, 2] = up * (1 if sh == 16 else -1); d[el, 1] = (0.8 if down else -0.6) * a * (1 if el == 19 else -1) * -1
-        d[9, 2] = 0.15 * s * a; d[15, 2] = -0.15 * s * a
+        d[sh, 2] = up * (1 if sh == 16 else -1)
+        d[el, 1] = (0.8 if down else -0.6) * a * (1 if el == 19 else -1) * -1
+        d[9, 2] = 0.15 * s * a
+        d[15, 2] = -0.15 * s * a
     elif name == 'punch':
         sh, el = (16, 18) if s > 0 else (17, 19)
         if down: d[sh, 1] = (-1.2 if sh == 16 else 1.2) * a; d[sh, 2] = (1.0 if sh == 16 else -1.0) * a; d[el, 1] = (0.3 if el == 18 else -0.3)
         else: d[el, 1] = (-1.4 if el == 18 else 1.4) * a
-        d[9, 1] = 0.3 * s * a; d[[4, 5], 0] = 0.25 * a
+        d[9, 1] = 0.3 * s * a
+        d[[4, 5], 0] = 0.25 * a
     elif name == 'armsup':
         k = 1.0 if down else 0.2
-        d[16, 2], d[17, 2] = 2.2 * a * k, -2.2 * a * k; d[[18, 19], 1] = [-0.5 * k, 0.5 * k]
-        d[[4, 5], 0] = 0.4 * a * (1 - k); d[15, 0] = -0.2 * k
+        d[16, 2], d[17, 2] = 2.2 * a * k, -2.2 * a * k
+        d[[18, 19], 1] = [-0.5 * k, 0.5 * k]
+        d[[4, 5], 0] = 0.4 * a * (1 - k)
+        d[15, 0] = -0.2 * k
     elif name == 'torso':
-        d[9, 0] = (0.35 if down else -0.15) * a; d[6, 2] = 0.2 * s * a; d[15, 0] = (0.3 if down else -0.2) * a
-        d[[16, 17], 1] = [-0.5 * a, 0.5 * a]; d[[4, 5], 0] = 0.3 * a * down
+        d[9, 0] = (0.35 if down else -0.15) * a
+        d[6, 2] = 0.2 * s * a
+        d[15, 0] = (0.3 if down else -0.2) * a
+        d[[16, 17], 1] = [-0.5 * a, 0.5 * a]
+        d[[4, 5], 0] = 0.3 * a * down
     elif name == 'hipsway':
-        d[0, 2] = 0.2 * s * a; d[3, 2] = -0.15 * s * a; d[9, 2] = -0.1 * s * a
-        h, k = (1, 4) if s > 0 else (2, 5); d[k, 0] = 0.5 * a; d[h, 0] = -0.25 * a
-        d[16, 2], d[17, 2] = 0.5 * a * (s > 0), -0.5 * a * (s < 0); step[0] = 0.04 * s * a
+        d[0, 2] = 0.2 * s * a
+        d[3, 2] = -0.15 * s * a
+        d[9, 2] = -0.1 * s * a
+        h, k = (1, 4) if s > 0 else (2, 5)
+        d[k, 0] = 0.5 * a
+        d[h, 0] = -0.25 * a
+        d[16, 2], d[17, 2] = 0.5 * a * (s > 0), -0.5 * a * (s < 0)
+        step[0] = 0.04 * s * a
     elif name == 'turn':
-        yaw = np.pi / 2 * side; d[[4, 5], 0] = 0.35 * a * down; d[[16, 17], 2] = [0.6 * a, -0.6 * a]
+        yaw = np.pi / 2 * side
+        d[[4, 5], 0] = 0.35 * a * down
+        d[[16, 17], 2] = [0.6 * a, -0.6 * a]
     return d, step, yaw
 
 # %% ../nbs/00_data.ipynb #a8ab3f7d
 def _choreography(rng, genre:str, n_beats:int) -> tuple:
     "Key poses (n_beats, 24, 3) Euler, root xz (n_beats, 2) and yaw (n_beats,) from a random sequence of moves."
-    vocab = GENRES[genre][3].split(); w = rng.dirichlet(np.ones(len(vocab)) * 2)     # this dancer's preferences
-    rest = _rest_pose(rng); keys, xz, yaw = [], [np.zeros(2, np.float32)], [0.0]
+    vocab = GENRES[genre][3].split()
+    w = rng.dirichlet(np.ones(len(vocab)) * 2)  # this dancer's preferences
+    rest = _rest_pose(rng)
+    keys, xz, yaw = [], [np.zeros(2, np.float32)], [0.0]
     dip, swing, twist = rng.uniform(0.4, 0.8), rng.uniform(0.4, 0.9), rng.uniform(0.1, 0.3)   # this dancer's groove
     while len(keys) < n_beats:
-        name = vocab[rng.choice(len(vocab), p=w)]; length = 4 if name == 'turn' else int(rng.choice([4, 8]))
+        name = vocab[rng.choice(len(vocab), p=w)]
+        length = 4 if name == 'turn' else int(rng.choice([4, 8]))
         side, a = int(rng.choice([-1, 1])), rng.uniform(0.8, 1.25)
         for i in range(length):
             d, st, yw = _move(name, i, side, a)
             alt = 1 if len(keys) % 2 == 0 else -1                                        # the groove under every move
-            d[[4, 5], 0] += dip * (alt > 0); d[[1, 2], 0] -= 0.5 * dip * (alt > 0); d[[7, 8], 0] -= 0.4 * dip * (alt > 0)
-            d[16, 0] += swing * alt; d[17, 0] -= swing * alt; d[6, 1] += twist * alt
+            d[[4, 5], 0] += dip * (alt > 0)
+            d[[1, 2], 0] -= 0.5 * dip * (alt > 0)
+            d[[7, 8], 0] -= 0.4 * dip * (alt > 0)
+            d[16, 0] += swing * alt
+            d[17, 0] -= swing * alt
+            d[6, 1] += twist * alt
             keys.append(rest + d + rng.normal(scale=0.015, size=d.shape).astype(np.float32))
-            xz.append(0.93 * xz[-1] + st); yaw.append(yaw[-1] + yw)
+            xz.append(0.93 * xz[-1] + st)
+            yaw.append(yaw[-1] + yw)
     keys = np.clip(np.stack(keys[:n_beats]), _LIMITS[..., 0], _LIMITS[..., 1])
     return keys, np.stack(xz[1:n_beats + 1]), np.array(yaw[1:n_beats + 1], np.float32)
 
@@ -640,18 +689,22 @@ FLOOR_CLEARANCE = 0.03  # height of the lowest foot joint above the floor (y = 0
 
 def _synth_dance(rng, genre:str, bpm:float, t0:float, seconds:float) -> tuple:
     "SMPL poses (N,72) and trans (N,3) (SMPL units) at 60 fps dancing to beats t0 + k*60/bpm."
-    P = 60 / bpm; N = int(seconds * 60); hold = GENRES[genre][4] * rng.uniform(0.85, 1.15)
+    P = 60 / bpm
+    N = int(seconds * 60)
+    hold = GENRES[genre][4] * rng.uniform(0.85, 1.15)
     nb = int((seconds - t0) / P) + 3
     keys, xz, yaw = _choreography(rng, genre, nb)
     t = np.clip((np.arange(N) / 60 - t0) / P, 0, nb - 1.001)                          # time in beats
-    b = t.astype(int); u = t - b
+    b = t.astype(int)
+    u = t - b
     u = np.clip((u - hold) / (1 - 2 * hold), 0, 1)                                  # a short hold around each beat
     e = u**3 * (10 - 15 * u + 6 * u * u)                                              # smootherstep: still on the beat
     lerp = lambda k: k[b] + (k[b + 1] - k[b]) * e.reshape((-1,) + (1,) * (k.ndim - 1))
     eul, root_xz, root_yaw = lerp(keys), lerp(xz), lerp(yaw) + rng.uniform(-np.pi, np.pi) * 0.1
     poses = _euler_to_rotvec(eul)                                                     # (N, 24, 3)
     poses[:, 0] = _compose_root(eul[:, 0], root_yaw)
-    trans = np.zeros((N, 3), np.float32); trans[:, [0, 2]] = root_xz
+    trans = np.zeros((N, 3), np.float32)
+    trans[:, [0, 2]] = root_xz
     j = smpl_joints(poses.reshape(N, 72), trans)
     trans[:, 1] = FLOOR_CLEARANCE - j[:, [7, 8, 10, 11], 1].min(1)                    # lowest foot on the floor
     return poses.reshape(N, 72), trans
@@ -664,7 +717,8 @@ def _plan(size:str, rng) -> list:
     else: raise ValueError(f"size must be 'tiny' or 'study', got {size!r}")
     plan = []
     for g in genres:
-        lo, hi = GENRES[g][0]; test_id = ids - 1 if size == 'study' else None
+        lo, hi = GENRES[g][0]
+        test_id = ids - 1 if size == 'study' else None
         for k in range(ids):
             bpm = float(np.round(lo + (hi - lo) * (k + rng.uniform(0, 1)) / ids, 1))
             sec = rng.uniform(*secs) if secs else float(np.clip(rng.lognormal(np.log(14.5), 0.35), 9, 28))
@@ -675,12 +729,14 @@ def _plan(size:str, rng) -> list:
 # %% ../nbs/00_data.ipynb #f88e33d1
 def make_dataset(root, # folder to write (AIST++ layout)
                  seed:int=0, # fixes every draw
-                 size:str='tiny', # 'tiny' (7 sequences of 8 s, seconds to make) or 'study' (230 sequences, ~15 s each)
+                 size:str='tiny', # 'tiny' (8 sequences of 8 s, seconds to make) or 'study' (230 sequences, ~15 s each)
                  force:bool=False, # rebuild even if a complete data set with these parameters exists
                  progress:bool=True,
                 ) -> Path:
     "Write the embedded AIST++-layout data set (procedural music + SMPL dances) to `root`; returns `root`."
-    root = Path(root); meta_path = root/'dataset.json'; params = dict(seed=seed, size=size, version=GENERATOR_VERSION)
+    root = Path(root)
+    meta_path = root/'dataset.json'
+    params = dict(seed=seed, size=size, version=GENERATOR_VERSION)
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if not force and meta.get('params') == params and meta.get('complete', True): return root
     if meta_path.exists():                                                            # ours: clear it, then rebuild
@@ -688,7 +744,8 @@ def make_dataset(root, # folder to write (AIST++ layout)
         for f in [*root.glob('motions/*.pkl'), *root.glob('wav/*.wav')]: f.unlink()
     elif (root/'motions').exists(): raise FileExistsError(f'{root}: holds motions/ but no dataset.json: not an embedded data set, refusing to overwrite')
     atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(dict(params=params, complete=False))))  # ours, even if killed
-    rng = np.random.default_rng(seed); plan = _plan(size, rng)
+    rng = np.random.default_rng(seed)
+    plan = _plan(size, rng)
     splits, ignore, beats, d = {'train': [], 'val': [], 'test': []}, [], {}, 0
     for g, mid, bpm, sec, nd, split in tqdm(plan, desc='embedded data set', disable=not progress):
         t0 = float(rng.uniform(0.1, 0.4))
@@ -697,7 +754,8 @@ def make_dataset(root, # folder to write (AIST++ layout)
         beats[mid] = dict(bpm=bpm, first_beat_s=t0, genre=g)
         extra = 1 if (split == 'train' and int(mid[-1]) == 0) else 0              # an ignored sequence per genre
         for c in range(nd + extra):
-            d += 1; name = f'{g}_sBM_cAll_d{d:02d}_{mid}_ch{c + 1:02d}'
+            d += 1
+            name = f'{g}_sBM_cAll_d{d:02d}_{mid}_ch{c + 1:02d}'
             poses, trans = _synth_dance(rng, g, bpm, t0, sec - rng.uniform(0, 0.5))
             scaling = np.array([rng.uniform(89, 99)], np.float32)
             m = dict(smpl_poses=poses, smpl_trans=(trans * scaling).astype(np.float32), smpl_scaling=scaling, smpl_loss=0.0)

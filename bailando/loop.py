@@ -45,13 +45,15 @@ def barrier():
 def gather_objects(obj) -> list:
     "Every rank's picklable `obj`, in rank order (`[obj]` in a plain process)."
     if world_size() == 1: return [obj]
-    out = [None] * world_size(); dist.all_gather_object(out, obj)
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
     return out
 
 def from_main(obj):
     "Rank 0's picklable `obj`, on every rank (`obj` in a plain process)."
     if world_size() == 1: return obj
-    box = [obj]; dist.broadcast_object_list(box, 0)
+    box = [obj]
+    dist.broadcast_object_list(box, 0)
     return box[0]
 
 # %% ../nbs/00b_loop.ipynb #be892d04
@@ -130,12 +132,17 @@ def _resume(path, model, opt, sched, config, seed:int=0):
     if config is not None and _canon(ck.get('config')) != _canon(config):
         raise ValueError(f'cannot resume from {path}: it was trained with config {ck.get("config")}, now {config}. '
                          'Use another run folder or delete the checkpoint.')
-    model.load_state_dict(ck['model']); opt.load_state_dict(ck['optimizer']); sched.load_state_dict(ck['scheduler'])
+    model.load_state_dict(ck['model'])
+    opt.load_state_dict(ck['optimizer'])
+    sched.load_state_dict(ck['scheduler'])
     st, ranks = ck['rng'], ck.get('rng_ranks')
     if world_size() > 1: st = ranks[this_rank()] if ranks and len(ranks) == world_size() else st if is_main() else None
     if st is not None: set_rng_state(st)
     else:  # another number of ranks than when saved: the ranks beyond 0 start fresh streams
-        s = _rank_seed(seed * 1_000_003 + ck['epoch'], this_rank()); torch.manual_seed(s); random.seed(s); np.random.seed(s)
+        s = _rank_seed(seed * 1_000_003 + ck['epoch'], this_rank())
+        torch.manual_seed(s)
+        random.seed(s)
+        np.random.seed(s)
     return ck['epoch']
 
 def _save(path, model, opt, sched, epoch, config):
@@ -197,7 +204,10 @@ def fit(model,                    # an nn.Module
     params = [p for p in model.parameters() if p.requires_grad] if params is None else list(params)
     opt = torch.optim.Adam(params, lr=lr, betas=tuple(betas))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(milestones), gamma)
-    s = _rank_seed(seed, this_rank()); torch.manual_seed(s); random.seed(s); np.random.seed(s)
+    s = _rank_seed(seed, this_rank())
+    torch.manual_seed(s)
+    random.seed(s)
+    np.random.seed(s)
     start = 0
     if from_main(ckpt.exists()):
         start = _resume(ckpt, model, opt, sched, config, seed)
@@ -213,7 +223,9 @@ def fit(model,                    # an nn.Module
             for batch in tqdm(dl, desc=f'{name} {epoch + 1}/{epochs}', leave=False, mininterval=2, disable=not main):
                 loss, parts = _step(net, batch, loss_fn, opt, device, bf16)
                 row = dict(epoch=epoch, step=step, loss=loss, **parts, lr=opt.param_groups[0]['lr'])
-                f.write(json.dumps(row) + '\n'); step += 1; n += 1
+                f.write(json.dumps(row) + '\n')
+                step += 1
+                n += 1
                 for k, v in row.items():
                     if k not in ('epoch', 'step', 'lr'): sums[k] = sums.get(k, 0.0) + v
             sched.step()

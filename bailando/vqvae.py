@@ -51,7 +51,8 @@ _UP_CH, _DOWN_CH = 45, 27   # channels of each half: bailando.data.split_halves 
 
 def zero_root(x72):
     "A copy of the poses with the root's position set to zero."
-    x = x72.clone(); x[..., :3] = 0
+    x = x72.clone()
+    x[..., :3] = 0
     return x
 
 # %% ../nbs/01_vqvae.ipynb #0228d63a
@@ -134,7 +135,10 @@ class EMAQuantiser(nn.Module):
     def init_codebook(self, z, per_item:int=1): # (N, D)
         "Start the codebook from random rows of the first (global) batch."
         rand = self.global_rows(z, per_item)
-        self.codebook.copy_(rand); self.ema_sum.copy_(rand); self.ema_count.fill_(1.0); self.initted.fill_(True)
+        self.codebook.copy_(rand)
+        self.ema_sum.copy_(rand)
+        self.ema_count.fill_(1.0)
+        self.initted.fill_(True)
 
     @torch.no_grad()
     def update(self, z, idx, per_item:int=1): # (N, D), (N,)
@@ -367,14 +371,18 @@ def evaluate_vqvae(model, seqs) -> dict:
     err, base, root_err, cu, cd = [], [], [], [], []
     for s in seqs:
         m = s['motion'] if isinstance(s, dict) else s
-        rec = reconstruct(model, m); T = len(rec)
+        rec = reconstruct(model, m)
+        T = len(rec)
         x = torch.as_tensor(np.asarray(m[:T]), dtype=torch.float32)
         with_root = torch.cat([x[:, :3], rec[:, 3:]], 1)
         mean_pose = torch.cat([x[:, :3], x[:, 3:].mean(0, keepdim=True).expand(T, -1)], 1)
         gt = joints(x)
-        err.append((joints(with_root) - gt).norm(dim=-1).mean()); base.append((joints(mean_pose) - gt).norm(dim=-1).mean())
+        err.append((joints(with_root) - gt).norm(dim=-1).mean())
+        base.append((joints(mean_pose) - gt).norm(dim=-1).mean())
         root_err.append((rec[:, :3] - (x[:, :3] - x[:1, :3])).norm(dim=-1).mean())
-        u, d = model.encode(x[None].to(next(model.parameters()).device)); cu.append(u.flatten().cpu()); cd.append(d.flatten().cpu())
+        u, d = model.encode(x[None].to(next(model.parameters()).device))
+        cu.append(u.flatten().cpu())
+        cd.append(d.flatten().cpu())
     cu, cd = torch.cat(cu), torch.cat(cd)
     def ppl(c):
         p = torch.bincount(c, minlength=model.config['n_codes']).float() / len(c)
