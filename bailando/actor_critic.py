@@ -26,7 +26,7 @@ __all__ = ['BEAT_REWARD', 'AC_PRESETS', 'unit_flags', 'beat_reward', 'direction_
 import os
 import torch.distributed as dist
 from .loop import (in_group, world_size, this_rank, is_main, barrier, gather_objects, from_main, rank_device,
-                           data_parallel, rank_mean)
+                           data_parallel, rank_mean, preset_config)
 from .data import read_log
 
 # %% ../nbs/03_actor_critic.ipynb #1e9e3b63
@@ -460,14 +460,10 @@ AC_PRESETS = {
 }
 
 def ac_settings(preset:str, # a key of AC_PRESETS
-                epochs:int=0, batch_size:int=0, lr:float=0.0, # 0 = the preset's
-                max_codes:int=-1, # -1 = the preset's (0: whole pieces)
+                **overrides, # any key of the preset to change (max_codes 0: whole pieces); None keeps the preset's
                ) -> dict:
-    "The preset's fine-tuning settings, with the given overrides."
-    if preset not in AC_PRESETS: raise ValueError(f'unknown preset {preset!r}; choose one of {list(AC_PRESETS)}')
-    P = dict(AC_PRESETS[preset], **{k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr).items() if v})
-    if max_codes >= 0: P['max_codes'] = max_codes
-    return P
+    "The preset's fine-tuning settings, with the given overrides (`bailando.loop.preset_config`'s rule)."
+    return preset_config(AC_PRESETS, preset, 'actor-critic', **overrides)
 
 def fine_tune_args(P:dict) -> dict:
     "The `fine_tune` keyword arguments of a preset's settings (from `ac_settings`)."

@@ -12,7 +12,7 @@ from torch import nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from . import data as bd
-from .loop import fit
+from .loop import fit, preset_config
 from .vqvae import load_vqvae
 
 # %% auto #0
@@ -48,10 +48,7 @@ GPT_TRAIN = {
 def gpt_train_config(preset:str='paper', # 'paper', 'cpu' or 'tiny'
                      **overrides):       # None values keep the preset's
     "The training settings of a preset (epochs, batch_size, lr, betas, milestones, gamma, stride)."
-    if preset not in GPT_TRAIN: raise ValueError(f'unknown GPT preset {preset!r}; choose one of {list(GPT_TRAIN)}')
-    unknown = set(overrides) - set(GPT_TRAIN[preset])
-    if unknown: raise ValueError(f'unknown GPT training keys {sorted(unknown)}')
-    return dict(GPT_TRAIN[preset], **{k: v for k, v in overrides.items() if v is not None})
+    return preset_config(GPT_TRAIN, preset, 'GPT', **overrides)
 
 # %% ../nbs/02_gpt.ipynb #ef372e9f
 def cross_causal_mask(t:int, device=None) -> torch.Tensor:

@@ -16,7 +16,7 @@ from .data import atomic_write, atomic_save, pick_device, read_checkpoint, read_
 
 # %% auto #0
 __all__ = ['in_group', 'world_size', 'this_rank', 'is_main', 'barrier', 'gather_objects', 'from_main', 'rank_device',
-           'data_parallel', 'unwrap', 'rng_state', 'set_rng_state', 'to_device', 'rank_mean', 'fit']
+           'data_parallel', 'unwrap', 'rng_state', 'set_rng_state', 'to_device', 'preset_config', 'rank_mean', 'fit']
 
 # %% ../nbs/00b_loop.ipynb #169893ff
 def in_group() -> bool:
@@ -152,6 +152,18 @@ def _save(path, model, opt, sched, epoch, config):
     if not is_main(): return
     atomic_save(dict(config=config, model=unwrap(model).state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                      epoch=epoch, rng=rng, **(dict(rng_ranks=ranks) if ranks else {})), path)
+
+# %% ../nbs/00b_loop.ipynb #bde3ffeb
+def preset_config(presets:dict, # preset name -> settings (a stage's PRESETS, GPT_TRAIN, AC_PRESETS)
+                  preset:str, # the preset to start from
+                  what:str, # the stage's name, for errors ('VQ-VAE', 'GPT', 'actor-critic')
+                  **overrides, # settings to change; None keeps the preset's
+                 ) -> dict:
+    "A copy of a preset's settings with `overrides`: unknown keys are refused, None keeps the preset's value."
+    if preset not in presets: raise ValueError(f'unknown {what} preset {preset!r}; choose one of {list(presets)}')
+    unknown = set(overrides) - set(presets[preset])
+    if unknown: raise ValueError(f'unknown {what} config keys {sorted(unknown)}; known: {sorted(presets[preset])}')
+    return dict(presets[preset], **{k: v for k, v in overrides.items() if v is not None})
 
 # %% ../nbs/00b_loop.ipynb #a21fc5c9
 def rank_mean(values, # floats (or 0-d tensors), e.g. a step's loss and its parts

@@ -70,12 +70,11 @@ def sequences(root, split:str) -> list[dict]:
 # %% ../nbs/08_train.ipynb #ea712ea8
 def vqvae_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny', seed:int=0, device:str='auto',
                 bf16:bool=False, threads:int=0, # threads: torch's CPU threads (0: leave them as they are)
-                epochs:int=0, root_epochs:int=0, batch_size:int=0, lr:float=0.0, stride:int=0, # 0 = the preset's
+                epochs=None, root_epochs=None, batch_size=None, lr=None, stride=None, # None = the preset's
                ):
     "Both VQ-VAE stages, as chapter 01 trains them: checkpoints/vqvae.pt and vqvae_root.pt."
     if threads: torch.set_num_threads(threads)
-    over = {k: v for k, v in dict(epochs=epochs, root_epochs=root_epochs, batch_size=batch_size, lr=lr, stride=stride).items() if v}
-    cfg = vqvae_config(preset, **over)
+    cfg = vqvae_config(preset, epochs=epochs, root_epochs=root_epochs, batch_size=batch_size, lr=lr, stride=stride)
     seqs = sequences(run_data(out_dir, data_root, data_size, seed), 'train')
     bd.seed_everything(seed)
     return train_vqvae(cfg, seqs, out_dir, seed=seed, device=device, bf16=bf16)
@@ -101,11 +100,11 @@ def gpt_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny
 # %% ../nbs/08_train.ipynb #3464ad0e
 def actor_critic_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny', seed:int=0, device:str='auto',
                        music_set:str='test', # 'test' (the paper's), 'train' or a folder of audio files
-                       epochs:int=0, batch_size:int=0, lr:float=0.0, max_codes:int=-1, # 0 (-1 for max_codes) = the preset's
+                       epochs=None, batch_size=None, lr=None, max_codes=None, # None = the preset's
                        actor_steps:int=5, critic_steps:int=5, reward_variant:str='code', direction_rate:float=0.0,
                       ):
     "Actor-critic fine-tuning, as chapter 03 runs it on the run's GPT: checkpoints/actor_critic.pt."
-    P = ac_settings(preset, epochs, batch_size, lr, max_codes)
+    P = ac_settings(preset, epochs=epochs, batch_size=batch_size, lr=lr, max_codes=max_codes)
     gpt_path = Path(out_dir)/'checkpoints'/'gpt.pt'
     if not from_main(gpt_path.exists()):
         raise FileNotFoundError(f'{gpt_path}: no GPT in this run yet; train it first (python -m bailando.train gpt ...)')

@@ -12,7 +12,7 @@ from torch import nn
 import torch.nn.functional as F
 import torch.distributed as dist
 from .data import atomic_write, split_halves, merge_halves, root_velocity, from_bailando72, SMPL_PARENTS, read_checkpoint
-from .loop import world_size, fit
+from .loop import world_size, fit, preset_config
 
 # %% auto #0
 __all__ = ['PRESETS', 'vqvae_config', 'zero_root', 'integrate_root', 'ResBlock', 'res_stack', 'encoder', 'decoder',
@@ -37,14 +37,9 @@ PRESETS = {
 }
 
 def vqvae_config(preset:str='paper', # 'paper', 'cpu' or 'tiny'
-                 **overrides):        # any key of the preset to change
-    "A copy of a preset's model and training settings."
-    if preset not in PRESETS: raise ValueError(f'unknown VQ-VAE preset {preset!r}; choose one of {list(PRESETS)}')
-    cfg = dict(PRESETS[preset], preset=preset)
-    bad = set(overrides) - set(cfg)
-    if bad: raise ValueError(f'unknown VQ-VAE config keys {sorted(bad)}')
-    cfg.update(overrides)
-    return cfg
+                 **overrides):        # any key of the preset to change; None keeps the preset's
+    "A copy of a preset's model and training settings (`bailando.loop.preset_config`'s rule)."
+    return dict(preset_config(PRESETS, preset, 'VQ-VAE', **overrides), preset=preset)
 
 # %% ../nbs/01_vqvae.ipynb #70051c44
 _UP_CH, _DOWN_CH = 45, 27   # channels of each half: bailando.data.split_halves / merge_halves do the split
