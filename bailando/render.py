@@ -4,18 +4,22 @@
 
 # %% ../nbs/05_render.ipynb #adf56861
 from __future__ import annotations
-import base64, html, io, json, os, re, subprocess, tempfile, warnings, wave
-from concurrent.futures import ProcessPoolExecutor
+import base64, html, io, json, os, re, subprocess, tempfile, textwrap, warnings, wave
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 import numpy as np
 import imageio_ffmpeg
 import torch
-from matplotlib.animation import FuncAnimation
 from tqdm.auto import tqdm
 from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from mpl_toolkits.mplot3d.art3d import Line3DCollection
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.colors import to_rgba
+from matplotlib.image import imsave
+from matplotlib.patches import Polygon
+from matplotlib.ticker import MaxNLocator
+from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 from .data import music_path, music_features, load_joints, genre_of, music_id_of, read_log, forward_kinematics, read_checkpoint
 from .data import (atomic_write, smpl_joints, SMPL_PARENTS, SMPL_OFFSETS, SMPL_JOINT_NAMES,
@@ -24,9 +28,10 @@ from . import metrics
 from .metrics import motion_beats, music_beats
 
 # %% auto #0
-__all__ = ['PAPER_ROW', 'METRIC_KEYS', 'check_joints', 'demo_dance', 'StickFigure', 'ffmpeg_exe', 'audio_seconds', 'render_video',
-           'click_track', 'render_videos', 'beats_of', 'demo_music_features', 'player', 'animation_html', 'DanceView',
-           'show', 'save_joints', 'solve_rotations', 'save_bvh', 'bvh_positions', 'write_report', 'render_run']
+__all__ = ['PAPER_ROW', 'METRIC_KEYS', 'check_joints', 'demo_dance', 'camera_axes', 'follow', 'bone_colours', 'StickFigure',
+           'ffmpeg_exe', 'audio_seconds', 'render_video', 'click_track', 'render_videos', 'beats_of',
+           'demo_music_features', 'player', 'video_html', 'DanceView', 'show', 'save_joints', 'solve_rotations',
+           'save_bvh', 'bvh_positions', 'write_report', 'render_run']
 
 # %% ../nbs/05_render.ipynb #39b4e1b6
 def check_joints(joints, name:str='joints') -> np.ndarray:
@@ -54,69 +59,158 @@ def demo_dance(seconds:float=2.0, # length of the dance
     root = np.stack([0.3 * np.sin(w * t / 4), lift - 0.05 * np.abs(np.sin(w * t / 2)), 0.2 * np.sin(w * t / 8)], -1)
     return smpl_joints(rv.reshape(T, 72), root)
 
-# %% ../nbs/05_render.ipynb #20c8f5f6
-def _mpl(j): return np.stack([j[..., 0], -j[..., 2], j[..., 1]], -1)     # y-up joints -> matplotlib z-up
+# %% ../nbs/05_render.ipynb #52ec1f6e
+def camera_axes(azim:float=20.0, # degrees the camera stands to the dancer's left of straight in front (+z)
+                elev:float=12.0  # degrees the camera looks down from
+               ) -> np.ndarray:
+    "Rows: the screen's right, up and towards-the-camera directions `(3, 3)` in the joints' y-up world (an orthographic camera)."
+    a, e = np.radians(azim), np.radians(elev)
+    back = np.array([np.sin(a) * np.cos(e), np.sin(e), np.cos(a) * np.cos(e)])
+    right = np.array([np.cos(a), 0.0, -np.sin(a)])
+    return np.stack([right, np.cross(back, right), back])
+
+# %% ../nbs/05_render.ipynb #9541e1ed
+def follow(joints,           # (T, 24, 3) joints
+           fps:int=60,       # frames per second
+           lag:float=0.4     # seconds of smoothing (Gaussian sigma)
+          ) -> np.ndarray:
+    "Where the camera looks, per frame `(T, 3)`: the root smoothed over `lag` seconds, at the height of the dance's lowest point (the floor)."
+    target = gaussian_filter1d(np.asarray(joints, np.float64)[:, 0], lag * fps, axis=0, mode='nearest')
+    target[:, 1] = np.min(joints[..., 1])
+    return target
+
+# %% ../nbs/05_render.ipynb #0687023e
+_BONES = np.arange(1, 24)                                                    # bone c joins joint c to its parent
+
+def bone_colours() -> np.ndarray:
+    "RGBA per bone `(23, 4)`: upper body red, lower body blue (Bailando's two halves), the dancer's right side lighter."
+    up, base = set(UPPER_JOINTS), {True: ('#b03a2e', '#e8877c'), False: ('#1f5fa8', '#86b0de')}
+    return np.array([to_rgba(base[c in up][SMPL_JOINT_NAMES[c].startswith('r')]) for c in _BONES])
+
+# %% ../nbs/05_render.ipynb #ab6abb9e
+_RING = np.linspace(0, 2 * np.pi, 25)
 
 class StickFigure:
-    "A matplotlib figure of one or more 3D stick figures side by side (plus an optional beat timeline), redrawn by moving artists."
+    "A figure of one or more stick figures side by side on a floor, a caption and an optional beat timeline; a frame redraws only what moves."
     def __init__(self, dances:list,           # list of (T, 24, 3) joints, one panel each
                  labels:list|None=None,       # a caption per panel
-                 title:str|None=None,         # a caption over the figure (music, style)
-                 size:int=320,                # pixels per panel (square)
-                 fps:int=60,                  # frames per second (for the timeline)
-                 beats:tuple|None=None):      # (music_beats, motion_beats) frame indices: draws a timeline
-        self.dances = [_mpl(check_joints(d, f'dance {i}')) for i, d in enumerate(dances)]
-        self.T, self.fps, n = min(len(d) for d in self.dances), fps, len(self.dances)
-        strip = int(size * 0.2) if beats is not None else 0
-        top = (22 if labels else 0) + (18 if title else 0)
-        W, H = size * n, size + strip + top
-        self.fig = Figure(figsize=(W / 100, H / 100), dpi=100); FigureCanvasAgg(self.fig)
-        self.fig.patch.set_facecolor('white')
-        up = [c for c in range(1, 24) if c in set(UPPER_JOINTS)]; low = [c for c in range(1, 24) if c in set(LOWER_JOINTS)]
-        self.sides = [(up, [SMPL_PARENTS[c] for c in up]), (low, [SMPL_PARENTS[c] for c in low])]
-        self.panels = []
-        for i, d in enumerate(self.dances):
-            ax = self.fig.add_axes([i / n, (strip) / H, 1 / n, size / H], projection='3d')
-            ax.set_axis_off(); ax.set_box_aspect((1, 1, 1), zoom=1.4); ax.view_init(elev=12, azim=-70)
-            floor = float(d[..., 2].min()); half = 0.5 * max(float(np.percentile(d[..., 2].max(1), 95)) - floor, 1.0)
-            z = [[(0, 0, 0), (0, 0, 0)]]                                        # placeholders until update()
-            grid = Line3DCollection(z, colors='0.82', linewidths=0.6)
-            lines = [Line3DCollection(z, colors=c, linewidths=2.5, capstyle='round') for c in ('tab:red', 'tab:blue')]
-            for a in [grid] + lines: ax.add_collection3d(a, autolim=False)
-            if labels: self.fig.text((i + 0.5) / n, 1 - (top - 4) / H, labels[i], ha='center', va='bottom', fontsize=10)
-            self.panels.append(dict(ax=ax, d=d, floor=floor, half=half, grid=grid, lines=lines))
-        if title: self.fig.text(0.5, 1 - 3 / H, title, ha='center', va='top', fontsize=9, color='0.3')
-        self.cursor = self._timeline(beats, strip / H) if beats is not None else None
+                 title:str|None=None,         # a caption over the figure (music first), wrapped to fit
+                 size:int=720,                # height of the figure in pixels (a panel is about 0.9 as wide)
+                 fps:int=60,                  # frames per second (camera smoothing, timeline)
+                 beats:tuple|None=None,       # (music_beats, motion_beats) frame indices: draws a timeline
+                 azim:float=20.0,             # camera: degrees to the dancer's left of straight in front
+                 elev:float=12.0):            # camera: degrees looking down
+        if not size >= 120: raise ValueError(f'size is the picture height in pixels, at least 120; got {size}')
+        self.dances = [check_joints(d, f'dance {i}').astype(np.float64) for i, d in enumerate(dances)]
+        self.T, self.fps, self.u, n = min(len(d) for d in self.dances), fps, size / 720, len(self.dances)
+        self.fu = max(self.u, min(0.8, 1.6 * self.u))                            # text shrinks less than the picture: readable at 480 px
+        self.cam, self.colours = camera_axes(azim, elev), bone_colours()
+        H, lab, strip = 2 * round(size / 2), (self._px(28, True) if labels else 0), (self._px(86, True) if beats is not None else 0)
+        Wp = 2 * round(0.45 * (H - lab - strip - (self._px(58, True) if title else 0)))        # even sizes for H.264
+        W = n * Wp
+        self.fig = Figure(figsize=(W / 100, H / 100), dpi=100); FigureCanvasAgg(self.fig); self.fig.patch.set_facecolor('white')
+        self.caption, top = self._caption(title) if title else (None, 0)
+        self.boxes = [(i * Wp, strip, Wp, H - top - lab - strip) for i in range(n)]   # panels (x, y, w, h), pixels from bottom left
+        self.panels = [self._panel(d[:self.T], box) for d, box in zip(self.dances, self.boxes)]
+        for (x, y, w, h), name in zip(self.boxes, labels or []):
+            self.fig.text((x + w / 2) / W, (y + h + lab / 2) / H, str(name), ha='center', va='center', fontsize=self._pt(15))
+        self.cursor = self._timeline(beats, strip) if beats is not None else None
+        self.fig.canvas.draw(); self._bg = self.fig.canvas.copy_from_bbox(self.fig.bbox)   # all that does not move
         self.update(0)
 
-    def _timeline(self, beats, h):
-        ax = self.fig.add_axes([0.04, 0.25 * h, 0.92, 0.7 * h]); music, motion = beats
-        ax.vlines(np.asarray(music) / self.fps, 0.5, 1, color='tab:green', lw=1, label='music beats')
-        ax.vlines(np.asarray(motion) / self.fps, 0, 0.5, color='tab:purple', lw=1, label='motion beats')
-        ax.set_xlim(0, self.T / self.fps); ax.set_ylim(0, 1); ax.set_yticks([]); ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6, loc='upper right', ncol=2, framealpha=0.8)
-        return ax.axvline(0, color='black', lw=1.5)
+    def _px(self, v, text=False): return max(1, round(v * (self.fu if text else self.u)))   # v pixels at 720 px, at this size (text: at its scale)
+    def _pt(self, v): return v * self.fu * 0.72                                 # a font of v pixels at 720 px, in points (dpi 100)
+
+    def _caption(self, title):
+        "The caption wrapped to the figure's width (narrower until it fits), and its band's height in pixels."
+        W, H = self.shape; pad, r = self._px(8, True), self.fig.canvas.get_renderer()
+        for chars in range(max(8, int((W - 2 * pad) / (0.5 * 17 * self.fu))), 1, -2):
+            t = self.fig.text(0.5, 1 - pad / H, '\n'.join(textwrap.fill(p, chars) for p in str(title).split('\n')),
+                              ha='center', va='top', fontsize=self._pt(17), color='0.15', linespacing=1.2)
+            bb = t.get_window_extent(r)
+            if bb.width <= W - 2 * pad: break
+            t.remove()
+        return t, int(np.ceil(bb.height)) + 2 * pad
+
+    def _panel(self, d, box):
+        "Axes in pixel units for one dancer, its camera path and scale (pixels per metre), and its moving artists."
+        x, y, w, h = box; W, H = self.shape
+        ax = self.fig.add_axes([x / W, y / H, w / W, h / H]); ax.set_axis_off(); ax.set_xlim(-w / 2, w / 2); ax.set_ylim(0, h)
+        target = follow(d, self.fps)
+        rel = np.einsum('tjk,ck->tjc', d - target[:, None], self.cam)          # (T, 24, 3): right, up, depth in metres
+        m, feet = self._px(14), 0.17 * h                                       # margin; where the floor point sits
+        fit = min((w / 2 - m) / max(np.abs(rel[..., 0]).max(), 1e-3), (h - m - feet) / max(rel[..., 1].max(), 1e-3),
+                  (feet - m) / max(-rel[..., 1].min(), 1e-3))
+        scale = min(0.7 * h / 1.75, fit)                                       # a 1.75 m dancer fills 70%, less only if it must
+        arts = dict(floor=PolyCollection([], edgecolors='none'), trail=LineCollection([], capstyle='round', linewidths=0.016 * scale * 0.72),
+                    shadow=Polygon(np.zeros((3, 2)), facecolor='0.45', alpha=0.3, edgecolor='none'),
+                    bones=LineCollection([], capstyle='round', linewidths=0.045 * scale * 0.72),
+                    head=Polygon(np.zeros((3, 2)), facecolor='#b03a2e', edgecolor='none'))
+        for a in arts.values():
+            a.set_animated(True); ax.add_patch(a) if isinstance(a, Polygon) else ax.add_collection(a, autolim=False)
+        return dict(ax=ax, d=d, target=target, scale=scale, origin=np.array([0.0, feet]), w=w, **arts)
+
+    def _timeline(self, beats, strip):
+        "The beat timeline under the panels: music beats over motion beats, names left of the marks, seconds under them."
+        W, H = self.shape; left, right, bottom = self._px(100, True), self._px(22, True), self._px(28, True); h = strip - bottom - self._px(8, True)
+        ax = self.fig.add_axes([left / W, bottom / H, (W - left - right) / W, h / H]); music, motion = beats
+        ax.vlines(np.asarray(music) / self.fps, 0.54, 1, color='tab:green', lw=self._pt(2))
+        ax.vlines(np.asarray(motion) / self.fps, 0, 0.46, color='tab:purple', lw=self._pt(2))
+        ax.set_xlim(0, self.T / self.fps); ax.set_ylim(0, 1); ax.set_yticks([])
+        ax.xaxis.set_major_locator(MaxNLocator(max(2, int((W - left - right) / self._px(70, True)))))   # labels apart
+        ax.tick_params(labelsize=self._pt(12), length=self._px(4), pad=self._px(2))
+        for s in ('top', 'right', 'left'): ax.spines[s].set_visible(False)
+        self.row_labels = [self.fig.text((left - self._px(8, True)) / W, (bottom + f * h) / H, name, ha='right', va='center',
+                                         fontsize=self._pt(12), color=c)
+                           for f, name, c in ((0.77, 'music beats', 'tab:green'), (0.23, 'motion beats', 'tab:purple'))]
+        self.row_labels.append(self.fig.text((left - self._px(24, True)) / W, (bottom - self._px(6, True)) / H, 'seconds', ha='right', va='top',
+                                             fontsize=self._pt(12), color='0.3'))
+        self.timeline = ax
+        return ax.axvline(0, color='black', lw=self._pt(2.5), animated=True)
+
+    def _screen(self, p, pts, t):
+        "Points `(..., 3)` in panel pixels `(..., 2)` and their depth (larger: nearer the camera)."
+        q = (pts - p['target'][t]) @ self.cam.T
+        return q[..., :2] * p['scale'] + p['origin'], q[..., 2]
+
+    def pixels(self, t:int) -> list:
+        "Each dancer's joints at frame `t` in figure pixels `(24, 2)`, from the bottom left."
+        return [self._screen(p, p['d'][t], t)[0] + [x + w / 2, y] for p, (x, y, w, h) in zip(self.panels, self.boxes)]
 
     def update(self, t:int):
-        "Move every artist to frame `t`."
+        "Move every moving artist to frame `t`."
         for p in self.panels:
-            d, half, f = p['d'][t], p['half'], p['floor']
-            cx, cy = d[0, 0], d[0, 1]
-            for (kids, pars), lc in zip(self.sides, p['lines']): lc.set_segments(np.stack([d[pars], d[kids]], 1))
-            g = np.arange(np.floor((cx - half) / .5) * .5, cx + half, .5); h = np.arange(np.floor((cy - half) / .5) * .5, cy + half, .5)
-            p['grid'].set_segments([[(x, cy - half, f), (x, cy + half, f)] for x in g if x >= cx - half] +
-                                   [[(cx - half, y, f), (cx + half, y, f)] for y in h if y >= cy - half])
-            p['ax'].set_xlim(cx - half, cx + half); p['ax'].set_ylim(cy - half, cy + half); p['ax'].set_zlim(f, f + 2 * half)
+            d, tg, s = p['d'][t], p['target'][t], p['scale']
+            g, R = 0.5, p['w'] / 2 / s * 1.2                                   # tiles of 0.5 m out to R metres
+            X, Z = [a.ravel() for a in np.meshgrid(np.arange(np.floor((tg[0] - R) / g), np.ceil((tg[0] + R) / g)) * g,
+                                                   np.arange(np.floor((tg[2] - R) / g), np.ceil((tg[2] + R) / g)) * g)]
+            corners = np.stack([np.stack([X + a, np.full_like(X, tg[1]), Z + b], -1) for a, b in ((0, 0), (g, 0), (g, g), (0, g))], 1)
+            shade = np.where((np.round(X / g) + np.round(Z / g)) % 2 == 1, 0.80, 0.89)
+            fade = np.clip(1.25 - np.hypot(X + g / 2 - tg[0], Z + g / 2 - tg[2]) / R, 0, 1)
+            p['floor'].set_verts(self._screen(p, corners, t)[0]); p['floor'].set_facecolors(np.stack([shade, shade, shade, fade], -1))
+            path = p['d'][max(0, t - 4 * self.fps):t + 1, 0].copy(); path[:, 1] = tg[1]       # the root's last 4 s, on the floor
+            xy = self._screen(p, path, t)[0]; age = np.linspace(0.05, 0.85, max(len(xy) - 1, 1))
+            p['trail'].set_segments(np.stack([xy[:-1], xy[1:]], 1))
+            p['trail'].set_color(np.stack([np.full_like(age, 0.93), np.full_like(age, 0.55), np.full_like(age, 0.1), age], -1)[:len(xy) - 1])
+            ring = np.stack([d[0, 0] + 0.3 * np.cos(_RING), np.full_like(_RING, tg[1]), d[0, 2] + 0.3 * np.sin(_RING)], -1)
+            p['shadow'].set_xy(self._screen(p, ring, t)[0])
+            j, depth = self._screen(p, d, t); par = SMPL_PARENTS[_BONES]
+            order = np.argsort(depth[par] + depth[_BONES])                     # far bones first
+            p['bones'].set_segments(np.stack([j[par], j[_BONES]], 1)[order]); p['bones'].set_color(self.colours[order])
+            p['head'].set_xy(j[15] + 0.09 * s * np.stack([np.cos(_RING), np.sin(_RING)], -1))
         if self.cursor is not None: self.cursor.set_xdata([t / self.fps] * 2)
 
     def frame(self, t:int) -> memoryview:
-        "Frame `t` as raw RGBA bytes `(H, W, 4)`."
-        self.update(t); self.fig.canvas.draw()
-        return self.fig.canvas.buffer_rgba()
+        "Frame `t` as raw RGBA bytes `(H, W, 4)`: the still background, then what moves."
+        self.update(t); c = self.fig.canvas; c.restore_region(self._bg)
+        for p in self.panels:
+            for k in ('floor', 'trail', 'shadow', 'bones', 'head'): p['ax'].draw_artist(p[k])
+        if self.cursor is not None: self.timeline.draw_artist(self.cursor)
+        return c.buffer_rgba()
 
     def png(self, t:int) -> bytes:
         "Frame `t` as PNG bytes."
-        self.update(t); buf = io.BytesIO(); self.fig.savefig(buf, format='png'); return buf.getvalue()
+        buf = io.BytesIO(); imsave(buf, np.asarray(self.frame(t)), format='png'); return buf.getvalue()
 
     @property
     def shape(self): "(width, height) in pixels."; return self.fig.canvas.get_width_height()
@@ -169,11 +263,13 @@ def render_video(joints,                     # (T, 24, 3), a list of them, or {l
                  path,                       # output: .mp4 or .gif
                  music=None,                 # an audio file to mux in (mp4 only), at least as long as the dance
                  fps:int=60,                 # frames per second of the joints
-                 title:str|None=None,        # caption over the figure (e.g. music and style)
-                 size:int=320,               # pixels per panel
+                 title:str|None=None,        # caption over the figure (the music first, e.g. 'music mBR0, style Break')
+                 size:int=720,               # height in pixels (a panel is about 0.9 as wide)
                  gif_fps:int=15,             # frame rate of a GIF (frames are skipped)
                  beats:tuple|None=None,      # (music_beats, motion_beats) frames: adds a beat timeline
-                 progress:bool=False) -> Path:
+                 progress:bool=False,        # a progress bar (of frames; of parts with workers)
+                 workers:int=1,              # processes drawing parts of one mp4 at once (dances of 30 s or more)
+                 part:tuple|None=None) -> Path:  # (first, end) frames only, video only: one worker's share
     "Render a dance (or several side by side, cut to the shortest) to an mp4 with the music, or to a GIF; atomic: nothing is left under `path` on failure."
     path = Path(path); gif = path.suffix.lower() == '.gif'
     if path.suffix.lower() not in ('.mp4', '.gif'): raise ValueError(f'{path}: the output must end in .mp4 or .gif')
@@ -181,17 +277,20 @@ def render_video(joints,                     # (T, 24, 3), a list of them, or {l
     dances = list(joints.values()) if isinstance(joints, dict) else list(joints) if isinstance(joints, (list, tuple)) else [joints]
     dances = [check_joints(d, f'{path.name}: {labels[i] if labels else "dance " + str(i)}') for i, d in enumerate(dances)]
     T = min(len(d) for d in dances); seconds = T / fps
+    if part is not None and (music is not None or gif): raise ValueError(f'{path}: a part is a video-only mp4 (no music, no GIF)')
     if music is not None and not gif:
         have = audio_seconds(music)
         if have + 0.5 / fps < seconds:
             raise ValueError(f'music {music} lasts {have:.2f} s, shorter than the dance ({seconds:.2f} s = {T} frames at {fps} fps)')
     _writable(path)
+    if workers > 1 and not gif and part is None and T >= 30 * fps:
+        job = dict(joints=joints, fps=fps, title=title, size=size, beats=beats)
+        return atomic_write(path, lambda tmp: _join_parts(job, T, tmp, music, seconds, workers, progress and path.name))
     fig = StickFigure(dances, labels, title, size, fps, beats)
     step = max(1, round(fps / gif_fps)) if gif else 1
-    frames = range(0, T, step)
-    if progress:
-        frames = tqdm(frames, desc=path.name)
-    return atomic_write(path, lambda tmp: _encode(fig, frames, tmp, fps / step, None if gif else music, seconds, gif))
+    frames = range(*(part or (0, T)), step)
+    if progress: frames = tqdm(frames, desc=path.name)
+    return atomic_write(path, lambda tmp: _encode(fig, frames, tmp, fps / step, None if gif else music, seconds if part is None else (part[1] - part[0]) / fps, gif))
 
 # %% ../nbs/05_render.ipynb #bef2da30
 def click_track(path, seconds:float=2.0, bpm:float=120.0, sr:int=16000) -> Path:
@@ -208,12 +307,31 @@ def click_track(path, seconds:float=2.0, bpm:float=120.0, sr:int=16000) -> Path:
 def _render_job(job): return render_video(**job)
 
 def render_videos(jobs:list,                 # one dict of `render_video` arguments per video
-                  workers:int|None=None) -> list[Path]:
-    "Render several videos in worker processes (in order); one worker runs in this process."
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
-    if workers <= 1: return [_render_job(j) for j in jobs]
+                  workers:int|None=None,     # processes (default: one per core)
+                  progress:bool=False,       # a progress bar of videos done
+                  desc:str='videos') -> list[Path]:
+    "Render several videos in worker processes (returned in order); one worker runs in this process."
+    workers = min(workers or os.cpu_count() or 1, len(jobs)); bar = tqdm(total=len(jobs), desc=desc, disable=not progress)
+    if workers <= 1: return [(_render_job(j), bar.update())[0] for j in jobs]
     from bailando.render import _render_job as job                       # importable by the workers, also from a notebook
-    with ProcessPoolExecutor(workers, mp_context=get_context('spawn')) as ex: return list(ex.map(job, jobs))
+    with ProcessPoolExecutor(workers, mp_context=get_context('spawn')) as ex:
+        futures = [ex.submit(job, j) for j in jobs]
+        for f in as_completed(futures): f.result(); bar.update()
+        return [f.result() for f in futures]
+
+# %% ../nbs/05_render.ipynb #95bf1ec5
+def _join_parts(job, T, tmp, music, seconds, workers, progress):                 # progress: False or the video's name
+    "Write mp4 `tmp` as parts of 10 s or more drawn in `workers` processes (each sees the whole dance: same camera), joined without re-encoding, the music muxed in."
+    n = max(workers, min(4 * workers, T // (10 * job['fps']))); cuts = np.linspace(0, T, n + 1).round().astype(int)
+    with tempfile.TemporaryDirectory(prefix='bailando-parts-') as d:
+        parts = render_videos([{**job, 'path': Path(d)/f'{i:03d}.mp4', 'part': (int(a), int(b))} for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))],
+                              workers, bool(progress), desc=f'{progress}: parts')
+        (Path(d)/'parts.txt').write_text(''.join(f"file '{p.name}'\n" for p in parts))
+        cmd = [ffmpeg_exe(), '-y', '-loglevel', 'error', '-f', 'concat', '-safe', '0', '-i', str(Path(d)/'parts.txt')]
+        if music: cmd += ['-i', str(music), '-map', '0:v', '-map', '1:a', '-c:a', 'aac', '-b:a', '128k']
+        cmd += ['-c:v', 'copy', '-movflags', '+faststart', '-t', f'{seconds:.4f}', '-f', 'mp4', str(tmp)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode: raise RuntimeError(f'ffmpeg failed joining the parts of {tmp} (exit {r.returncode}): {r.stderr[-800:]}')
 
 # %% ../nbs/05_render.ipynb #29b5648e
 def beats_of(joints, music60=None) -> tuple[np.ndarray, np.ndarray]:
@@ -234,46 +352,76 @@ def _as_dict(x, name='dance'): return x if isinstance(x, dict) else {name: x}
 def player(dances,                # (T, 24, 3) joints or {name: joints}
            music=None,            # music features (T, 438) or {name: features}, for the music beats
            fps:int=60,            # frames per second of the joints
-           step:int=4,            # show every `step`-th frame while playing
-           size:int=320):
-    "An ipywidgets player: pick a dance, play/pause, scrub frames, beats on a timeline."
+           step:int=2,            # show every `step`-th frame while playing
+           size:int=480,          # height of the picture in pixels, shown at that size (not stretched)
+           audio=None):           # the music file, or {name: file}: an audio player under the controls
+    "An ipywidgets player at its natural size: the picture, right under it play/pause, a frame slider, the time and a dance picker, then the music."
     import ipywidgets as W   # lazy: only a live notebook shows the player
-    dances, music = _as_dict(dances), _as_dict(music) if music is not None else {}
-    pick = W.Dropdown(options=list(dances), description='dance')
-    play = W.Play(interval=int(1000 * step / fps), step=step); slider = W.IntSlider(description='frame', step=1)
-    W.jslink((play, 'value'), (slider, 'value')); image = W.Image(format='png'); state = {}
+    dances, music, audio = _as_dict(dances), _as_dict(music) if music is not None else {}, _as_dict(audio) if audio is not None else {}
+    image, state = W.Image(format='png'), {}
+    play = W.Play(interval=round(1000 * step / fps), step=step, layout=W.Layout(flex='0 0 auto'))
+    slider = W.IntSlider(step=1, readout=False, layout=W.Layout(flex='1 1 auto', width='auto', min_width='80px'))
+    clock = W.Label(layout=W.Layout(flex='0 0 auto'))
+    pick = W.Dropdown(options=list(dances), layout=W.Layout(width='auto', flex='0 1 auto', display=None if len(dances) > 1 else 'none'))
+    sound = W.Audio(autoplay=False, loop=False, controls=True, layout=W.Layout(display=None if audio else 'none'))
+    controls = W.HBox([play, slider, clock, pick], layout=W.Layout(align_items='center'))
+    W.jslink((play, 'value'), (slider, 'value'))
+    def draw(t): image.value = state['fig'].png(t); clock.value = f'{t / fps:.2f} / {state["fig"].T / fps:.2f} s'
     def choose(*_):
-        d = dances[pick.value]; sf = StickFigure([d], size=size, fps=fps, beats=beats_of(d, music.get(pick.value)))
-        state['fig'] = sf; play.max = slider.max = sf.T - 1; slider.value = 0; image.value = sf.png(0)
-    pick.observe(choose, 'value'); slider.observe(lambda ch: image.__setattr__('value', state['fig'].png(ch['new'])), 'value')
+        d = dances[pick.value]; sf = state['fig'] = StickFigure([d], size=size, fps=fps, beats=beats_of(d, music.get(pick.value)))
+        w, h = sf.shape
+        image.layout = W.Layout(width=f'{w}px', height=f'{h}px', object_fit='contain', flex='0 0 auto')
+        controls.layout.width = sound.layout.width = f'{w}px'
+        if audio.get(pick.value): sound.value = Path(audio[pick.value]).read_bytes(); sound.format = Path(audio[pick.value]).suffix.lstrip('.')
+        play.max = slider.max = sf.T - 1; slider.value = 0; draw(0)
+    pick.observe(choose, 'value'); slider.observe(lambda ch: draw(ch['new']), 'value')
     choose()
-    return W.VBox([pick, image, W.HBox([play, slider])])
+    return W.VBox([image, controls, sound], layout=W.Layout(align_items='flex-start', width='max-content'))
 
-# %% ../nbs/05_render.ipynb #2b3fa1de
-def animation_html(joints, music60=None, fps:int=60, step:int=6, size:int=240) -> str:
-    "An inline HTML animation of a dance with its beat timeline (matplotlib's `to_jshtml`): the player's static stand-in."
-    sf = StickFigure([joints], size=size, fps=fps, beats=beats_of(joints, music60))
-    anim = FuncAnimation(sf.fig, sf.update, frames=range(0, sf.T, step), interval=1000 * step / fps)
-    return anim.to_jshtml(fps=fps / step, default_mode='loop')
+# %% ../nbs/05_render.ipynb #feb26086
+def _video_tag(mp4:bytes, caption:str|None=None) -> str:
+    "An HTML5 video of mp4 bytes (base64, playable offline) at its natural size, never wider than the page."
+    tag = (f'<video controls playsinline preload="metadata" style="max-width:100%;height:auto" '
+           f'src="data:video/mp4;base64,{base64.b64encode(mp4).decode()}"></video>')
+    return f'<figure>{tag}<figcaption>{html.escape(caption)}</figcaption></figure>' if caption else tag
 
+def video_html(joints,              # (T, 24, 3) joints
+               music60=None,        # music features (T, 438), for the music beats on the timeline
+               fps:int=60,          # frames per second of the joints
+               size:int=480,        # height in pixels
+               audio=None,          # a music file to play along (muxed in, cut to the dance)
+               title:str|None=None) -> str:
+    "The dance as an inline HTML5 video drawn by `render_video` (music, beat timeline, controls to play and scrub): the player's static stand-in."
+    with tempfile.TemporaryDirectory() as d:
+        mp4 = render_video(joints, Path(d)/'dance.mp4', music=audio, fps=fps, size=size, title=title, beats=beats_of(joints, music60))
+        return _video_tag(mp4.read_bytes())
+
+# %% ../nbs/05_render.ipynb #2c59f35e
 class DanceView:
-    "Displays as the player where a live kernel renders widgets, and as an inline HTML animation elsewhere (docs, GitHub, nbconvert)."
-    def __init__(self, dances, music=None, fps:int=60, step:int=6): self.dances, self.music, self.fps, self.step = _as_dict(dances), music, fps, step
+    "Displays as the player where a live kernel renders widgets, and as an inline HTML5 video elsewhere (docs, GitHub, nbconvert)."
+    def __init__(self, dances, music=None, fps:int=60, size:int=480, audio=None):
+        self.dances, self.music, self.fps, self.size, self.audio = _as_dict(dances), music, fps, size, audio
     def html(self) -> str:
-        "The inline animation of the first dance."
+        "The inline video of the first dance."
         name, d = next(iter(self.dances.items()))
-        return animation_html(d, _as_dict(self.music).get(name) if self.music is not None else None, self.fps, self.step)
+        pick = lambda x: _as_dict(x).get(name) if x is not None else None
+        return video_html(d, pick(self.music), self.fps, self.size, pick(self.audio), name if len(self.dances) > 1 else None)
     def _repr_mimebundle_(self, include=None, exclude=None):
         bundle = {'text/html': self.html(), 'text/plain': f'DanceView({", ".join(self.dances)})'}
         from IPython import get_ipython   # lazy: only a notebook asks for the display
-        if type(get_ipython()).__name__ == 'ZMQInteractiveShell':   # a live kernel: the widget first, the animation as fallback
-            bundle.update(player(self.dances, self.music, self.fps)._repr_mimebundle_())
+        if type(get_ipython()).__name__ == 'ZMQInteractiveShell':   # a live kernel: the widget first, the video as fallback
+            bundle.update(player(self.dances, self.music, self.fps, size=self.size, audio=self.audio)._repr_mimebundle_())
             bundle['text/plain'] = f'DanceView({", ".join(self.dances)})'
         return bundle
 
-def show(dances, music=None, fps:int=60) -> DanceView:
-    "Show dances: the player in JupyterLab, an inline HTML animation in the docs and other static views."
-    return DanceView(dances, music, fps)
+def show(dances,              # (T, 24, 3) joints or {name: joints}
+         music=None,          # music features (T, 438) or {name: features}, for the beats
+         fps:int=60,          # frames per second
+         size:int=480,        # picture height in pixels
+         audio=None           # the music file(s) to play
+        ) -> DanceView:
+    "Show dances: the player in JupyterLab, an inline HTML5 video (with the music) in the docs and other static views."
+    return DanceView(dances, music, fps, size, audio)
 
 # %% ../nbs/05_render.ipynb #04b47f25
 def save_joints(joints, path_stem) -> tuple[Path, Path]:
@@ -500,8 +648,7 @@ def _videos_section(run, max_mib=60):
     for v in sorted((run/'videos').glob('*.mp4')) if (run/'videos').is_dir() else []:
         total += v.stat().st_size
         if total > max_mib * 2**20: out.append(f'<p>{v.name}: left out (the report keeps videos under {max_mib} MiB)</p>'); continue
-        out.append(f'<figure><video controls width="480" src="data:video/mp4;base64,{base64.b64encode(v.read_bytes()).decode()}"></video>'
-                   f'<figcaption>{html.escape(v.stem)}</figcaption></figure>')
+        out.append(_video_tag(v.read_bytes(), v.stem))
     return ''.join(out) or '<p class="missing">not run (no videos/*.mp4)</p>'
 
 # %% ../nbs/05_render.ipynb #2ade4d93
@@ -534,7 +681,7 @@ def _config_section(run):
 # %% ../nbs/05_render.ipynb #3d5f3d40
 _CSS = ('body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}table{border-collapse:collapse}'
         'td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}'
-        '.missing{color:#a33;font-style:italic}pre{background:#f6f6f6;padding:8px;overflow-x:auto}img{max-width:100%}')
+        '.missing{color:#a33;font-style:italic}pre{background:#f6f6f6;padding:8px;overflow-x:auto}img{max-width:100%}video{max-width:100%;height:auto}')
 
 def write_report(run_dir, path=None) -> Path:
     "Write the study's self-contained HTML report (default `run_dir/report.html`); sections of missing stages say 'not run'."
@@ -572,13 +719,13 @@ def _study_job(run, d, size, fps):
         except Exception: beats = None
     try: gt = load_joints(root, d.stem)[:len(joints)] if root and (Path(root)/'motions'/f'{d.stem}.pkl').exists() else None
     except Exception: gt = None
-    try: title = f'{d.stem}: music {music_id_of(d.stem)}, style {genre_of(d.stem)}'
-    except Exception: title = d.stem
+    try: title = f'music {Path(music).stem if music is not None else music_id_of(d.stem)}, style {genre_of(d.stem)} · {d.stem}'
+    except Exception: title = d.stem                                         # the music's name first
     return dict(joints={'ground truth': gt, 'generated': joints} if gt is not None and len(gt) == len(joints) else joints,
                 path=run/'videos'/f'{d.stem}.mp4', music=music, fps=fps, size=size, beats=beats,
                 title=title + ('' if music is not None else ' (no music found)'))
 
-def render_run(run_dir, n_videos:int=3, size:int=320, workers:int=2, fps:int=60) -> list[Path]:
+def render_run(run_dir, n_videos:int=3, size:int=720, workers:int=2, fps:int=60) -> list[Path]:
     "Render the first `n_videos` dances of a run folder (`dances/*.npy`) with their music (and ground truth, when known) into `videos/`."
     run = Path(run_dir)
     return render_videos([_study_job(run, d, size, fps) for d in _dance_files(run)[:n_videos]], workers)

@@ -13,22 +13,23 @@ from .gpt import CrossCondGPT, gpt_config, load_gpt, vqvae_fingerprint
 from .actor_critic import Critic, critic_config
 
 # %% auto #0
-__all__ = ['RELEASED', 'DEMO_START', 'RELEASED_CONTEXT', 'EXPORT_PATHS', 'ReleasedConfig', 'plain', 'read_released', 'vqvae_name',
-           'gpt_names', 'attention_mask', 'model_configs', 'tensor_map', 'file_kind', 'to_ours', 'to_original',
-           'released_layout', 'write_released_like', 'file_facts', 'build_models', 'import_weights', 'original_config',
-           'read_run', 'export_weights', 'weights_command']
+__all__ = ['RELEASED', 'DEMO_START', 'RELEASED_CONTEXT', 'PAPER_TABLE', 'EXPORT_PATHS', 'ReleasedConfig', 'plain',
+           'read_released', 'vqvae_name', 'gpt_names', 'attention_mask', 'model_configs', 'tensor_map', 'file_kind',
+           'to_ours', 'to_original', 'released_layout', 'write_released_like', 'file_facts', 'build_models',
+           'import_weights', 'original_config', 'read_run', 'export_weights', 'weights_command']
 
 # %% ../nbs/09_weights.ipynb #d3f0eb49
 class ReleasedConfig(dict):
     "What the released files' pickled `easydict.EasyDict` config becomes here: a dict, never the third-party class."
 
+# %% ../nbs/09_weights.ipynb #c6c47d7c
 def plain(x):
     "A config as plain dicts, lists and scalars (stand-in classes and their attribute copies dropped)."
     if isinstance(x, dict): return {str(k): plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)): return [plain(v) for v in x]
     return x
 
-# %% ../nbs/09_weights.ipynb #3d21b3e8
+# %% ../nbs/09_weights.ipynb #18a0e45c
 _ALLOWED = {('torch._utils', '_rebuild_tensor_v2'), ('torch._utils', '_rebuild_parameter'), ('collections', 'OrderedDict')}
 
 class _Unpickler(pickle.Unpickler):
@@ -38,9 +39,10 @@ class _Unpickler(pickle.Unpickler):
         if (module, name) in _ALLOWED: return super().find_class(module, name)
         raise pickle.UnpicklingError(f'GLOBAL {module}.{name} is not allowed')
 
+# %% ../nbs/09_weights.ipynb #c5789f49
 _SAFE_PICKLE = types.SimpleNamespace(Unpickler=_Unpickler, load=lambda f, **kw: _Unpickler(f, **kw).load(), __name__='bailando_safe_pickle')
 
-# %% ../nbs/09_weights.ipynb #41f84d23
+# %% ../nbs/09_weights.ipynb #736aa617
 def _refusal(path, e:Exception) -> str:
     "The one-line reason a file could not be read safely."
     m = re.search(r'GLOBAL ([\w.]+)', str(e))
@@ -48,6 +50,7 @@ def _refusal(path, e:Exception) -> str:
                   f'(easydict.EasyDict); not a Bailando checkpoint, or a tampered one')
     return f'{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ""})'
 
+# %% ../nbs/09_weights.ipynb #d3d4cdbe
 def read_released(path) -> dict:
     "A checkpoint in the original's format, read without running pickled code: model (keys without `module.`), config (plain dict), epoch."
     path = Path(path)
@@ -65,7 +68,7 @@ def read_released(path) -> dict:
         state[name] = v
     return dict(model=state, config=plain(ck.get('config') or {}), epoch=ck.get('epoch'))
 
-# %% ../nbs/09_weights.ipynb #7e69a9c7
+# %% ../nbs/09_weights.ipynb #1d08022b
 _HALF = {'up': 'vqvae_up', 'down': 'vqvae_down'}
 
 def _res_name(rest:str) -> str:
@@ -73,6 +76,7 @@ def _res_name(rest:str) -> str:
     j, _, n, p = rest.split('.', 3)
     return f'model.{j}.model.{n}.{p}'
 
+# %% ../nbs/09_weights.ipynb #c1a2e781
 def vqvae_name(key:str, downs:int=3) -> str|None:
     "The original's name of our VQ-VAE tensor `key` (None: EMA state the original rebuilds from the codebook)."
     m = re.fullmatch(r'(up|down)\.quantiser\.(\w+)', key)
@@ -89,7 +93,7 @@ def vqvae_name(key:str, downs:int=3) -> str|None:
     if i == 2 * downs + 1: return f'{H}.{coder}.0.out.{rest}'
     return f'{blocks}.{(i + 1) // 2}.0.{_res_name(rest)}' if i % 2 else f'{blocks}.{i // 2}.1.{rest}'
 
-# %% ../nbs/09_weights.ipynb #58206393
+# %% ../nbs/09_weights.ipynb #435c3b90
 _GPT_PART = {'base': 'gpt_base', 'head': 'gpt_head', 'net': 'critic_net'}
 
 def gpt_names(key:str, critic:bool=False) -> list[str]:
@@ -101,11 +105,12 @@ def gpt_names(key:str, critic:bool=False) -> list[str]:
     if m: return [f'{P}.{m[1]}.{n}.{m[2]}' for n in ('query', 'key', 'value')]
     return [f'{P}.{rest}']
 
+# %% ../nbs/09_weights.ipynb #64e44f8a
 def attention_mask(block_size:int) -> torch.Tensor:
     "The original's `attn.mask` buffer (1, 1, block_size, block_size): lower-triangular ones; we rebuild it, never load it."
     return torch.tril(torch.ones(block_size, block_size)).view(1, 1, block_size, block_size)
 
-# %% ../nbs/09_weights.ipynb #142922f0
+# %% ../nbs/09_weights.ipynb #dd0ccf36
 RELEASED = {'vqvae': 'sep_vqvae_root', 'gpt': 'cc_motion_gpt', 'actor_critic': 'actor_critic'}
 
 _TOPS = {'vqvae': {'vqvae_up', 'vqvae_down'}, 'gpt': {'gpt_base', 'gpt_head'}, 'actor_critic': {'gpt_base', 'gpt_head', 'critic_net'}}
@@ -120,7 +125,11 @@ def model_configs(size:str='paper') -> dict:
     g = gpt_config(size, vocab_up=K, vocab_down=K)
     return dict(vqvae=vq, gpt=g, critic=critic_config(g))
 
-# %% ../nbs/09_weights.ipynb #c9e63978
+# %% ../nbs/09_weights.ipynb #235e80d5
+PAPER_TABLE = {'ground truth (paper, Table 1)': dict(FID_k=17.10, FID_g=10.60, Div_k=8.19, Div_g=7.45, BAS=0.2374),
+               'Bailando (paper, Table 1)': dict(FID_k=28.16, FID_g=9.62, Div_k=7.83, Div_g=6.34, BAS=0.2332)}
+
+# %% ../nbs/09_weights.ipynb #c8d95a70
 def tensor_map(kind:str, cfgs:dict) -> list[tuple]:
     "(our key, original keys, our shape) for every tensor of our model of `kind`; original keys [] for state rebuilt on import."
     with torch.device('meta'):
@@ -133,7 +142,7 @@ def tensor_map(kind:str, cfgs:dict) -> list[tuple]:
             out.append((k, names, tuple(t.shape)))
     return out
 
-# %% ../nbs/09_weights.ipynb #871ec67a
+# %% ../nbs/09_weights.ipynb #1add4ca6
 def file_kind(state:dict, path) -> str:
     "Which released model a state_dict holds, by its top-level modules: 'vqvae', 'gpt' or 'actor_critic'."
     tops = {k.split('.')[0] for k in state}
@@ -142,6 +151,7 @@ def file_kind(state:dict, path) -> str:
     raise ValueError(f'{path}: holds the modules {sorted(tops)}: not a released Bailando VQ-VAE (vqvae_up, vqvae_down), '
                      f'GPT (gpt_base, gpt_head) or actor-critic (gpt_base, gpt_head, critic_net)')
 
+# %% ../nbs/09_weights.ipynb #1446429e
 def _check_kind(kind:str, role:str, path):
     "Refuse a file of another model than the one its place on the command line asks for."
     ok = {'vqvae': ('vqvae',), 'gpt': ('gpt', 'actor_critic')}[role]
@@ -149,6 +159,7 @@ def _check_kind(kind:str, role:str, path):
         want = 'the VQ-VAE (sep_vqvae_root/ckpt/epoch_500.pt)' if role == 'vqvae' else 'a GPT (cc_motion_gpt or actor_critic)'
         raise ValueError(f'{path}: holds the released {RELEASED[kind]} model, but {want} belongs here')
 
+# %% ../nbs/09_weights.ipynb #1e52d84e
 def _check_n_head(config:dict, cfgs:dict, path):
     "Refuse a GPT whose pickled config names another number of attention heads (the weights' shapes cannot show it)."
     for part in ('base', 'head'):
@@ -156,7 +167,7 @@ def _check_n_head(config:dict, cfgs:dict, path):
         if n is not None and n != cfgs['gpt']['n_head']:
             raise ValueError(f"{path}: config structure_generate.{part}.n_head is {n}; this model has {cfgs['gpt']['n_head']} heads")
 
-# %% ../nbs/09_weights.ipynb #eb3ed8d1
+# %% ../nbs/09_weights.ipynb #ea0921ee
 def to_ours(ck:dict, role:str, cfgs:dict, path) -> tuple[str, dict]:
     "(kind, our state_dict) of a released checkpoint (`read_released`); every tensor checked, EMA state and masks rebuilt."
     state = ck['model']; kind = file_kind(state, path); _check_kind(kind, role, path)
@@ -194,7 +205,7 @@ def to_ours(ck:dict, role:str, cfgs:dict, path) -> tuple[str, dict]:
                          f'{h}.quantiser.initted': torch.tensor(True)})
     return kind, ours
 
-# %% ../nbs/09_weights.ipynb #a0697dba
+# %% ../nbs/09_weights.ipynb #ac4c4a8e
 def to_original(ours:dict, kind:str, cfgs:dict) -> dict:
     "The original's state_dict (keys with `module.`, as DataParallel saves them) of our state of `kind`; masks rebuilt."
     out = {}
@@ -206,7 +217,7 @@ def to_original(ours:dict, kind:str, cfgs:dict) -> dict:
             out[f'{P}.{key.split(".", 1)[1][:-len(".qkv.weight")]}.mask'] = attention_mask(cfgs['gpt']['block_size'])
     return {f'module.{k}': v for k, v in out.items()}
 
-# %% ../nbs/09_weights.ipynb #a01eddad
+# %% ../nbs/09_weights.ipynb #24b9a8ca
 def released_layout(tsv) -> dict:
     "{model: {key: shape}} of the released models from a layout table (model, key, shape, kind), e.g. state_dict_keys.tsv."
     out = {}
@@ -215,7 +226,7 @@ def released_layout(tsv) -> dict:
         out.setdefault(model, {})[key] = tuple(int(s) for s in shape.strip('()').split(',') if s.strip())
     return out
 
-# %% ../nbs/09_weights.ipynb #746a7476
+# %% ../nbs/09_weights.ipynb #3e017891
 def write_released_like(path, # the file to write
                         shapes:dict, # {key: shape} of one released model (`released_layout`)
                         config:dict|None=None, # its config, pickled as an instance of `easydict.EasyDict`
@@ -238,7 +249,7 @@ def write_released_like(path, # the file to write
         else: sys.modules['easydict'] = had
     return Path(path)
 
-# %% ../nbs/09_weights.ipynb #7cae7386
+# %% ../nbs/09_weights.ipynb #3f975080
 def file_facts(path) -> dict:
     "Where a file was imported from: its absolute path, size and SHA-256."
     p, h = Path(path).resolve(), hashlib.sha256()
@@ -246,13 +257,14 @@ def file_facts(path) -> dict:
         for block in iter(lambda: f.read(1 << 22), b''): h.update(block)
     return dict(path=str(p), bytes=p.stat().st_size, sha256=h.hexdigest())
 
-# %% ../nbs/09_weights.ipynb #7cc390da
+# %% ../nbs/09_weights.ipynb #872454d8
 def _load_strict(model, state:dict, path):
     "Put `state` into a model built on the meta device (no copy), strictly: every key and shape."
     try: model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as e: raise ValueError(f'{path}: does not load strictly into our model: {str(e)[:400]}') from None
     return model.eval()
 
+# %% ../nbs/09_weights.ipynb #c7443ca6
 def build_models(kind:str, ours:dict, cfgs:dict, path) -> list:
     "Our model(s) of `kind` holding the state (`to_ours`): [SepVQVAE] or [CrossCondGPT] or [CrossCondGPT, Critic]."
     with torch.device('meta'):
@@ -260,7 +272,7 @@ def build_models(kind:str, ours:dict, cfgs:dict, path) -> list:
         if kind == 'actor_critic': models.append(Critic(cfgs['critic']))
     return [_load_strict(m, {k: v for k, v in ours.items() if k.startswith('net.') == (i == 1)}, path) for i, m in enumerate(models)]
 
-# %% ../nbs/09_weights.ipynb #74f942a1
+# %% ../nbs/09_weights.ipynb #9429b211
 def _staging(out:Path) -> Path:
     "A fresh temporary folder beside `out` (same file system, so the final rename is atomic)."
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -269,6 +281,7 @@ def _staging(out:Path) -> Path:
     tmp.chmod(0o777 & ~umask)   # mkdtemp makes 0700; give the run folder the usual permissions
     return tmp
 
+# %% ../nbs/09_weights.ipynb #4fd0ae24
 def _publish(tmp:Path, out:Path, force:bool):
     "Move the finished folder `tmp` to `out` (replacing an old one only with `force`)."
     old = None
@@ -279,7 +292,7 @@ def _publish(tmp:Path, out:Path, force:bool):
     if old is not None: shutil.rmtree(old, ignore_errors=True)
     return out
 
-# %% ../nbs/09_weights.ipynb #bb9afe01
+# %% ../nbs/09_weights.ipynb #7cae72a7
 def import_weights(vqvae_file, # the released VQ-VAE: experiments/sep_vqvae_root/ckpt/epoch_500.pt
                    gpt_files:list, # one or two released GPTs: actor_critic/ckpt/epoch_10.pt and/or cc_motion_gpt/ckpt/epoch_400.pt
                    out, # the run folder to write, e.g. runs/bailando-released
@@ -325,7 +338,7 @@ def import_weights(vqvae_file, # the released VQ-VAE: experiments/sep_vqvae_root
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
     return out
 
-# %% ../nbs/09_weights.ipynb #dfee3a63
+# %% ../nbs/09_weights.ipynb #a59c2c8a
 def original_config(cfgs:dict, critic:bool=False) -> dict:
     "The original's yaml config, as a plain dict, that builds models of our sizes (`structure`, `structure_generate`)."
     v, g = cfgs['vqvae'], cfgs['gpt']
@@ -342,7 +355,7 @@ def original_config(cfgs:dict, critic:bool=False) -> dict:
     return dict(structure=dict(name='SepVQVAER', up_half=half, down_half=dict(half), use_bottleneck=True, joint_channel=3),
                 structure_generate=gen)
 
-# %% ../nbs/09_weights.ipynb #7c7ee39f
+# %% ../nbs/09_weights.ipynb #410ffe35
 EXPORT_PATHS = {'vqvae': ('sep_vqvae_root', 500), 'gpt': ('cc_motion_gpt', 400), 'actor_critic': ('actor_critic', 10)}
 
 def read_run(run) -> dict:
@@ -361,7 +374,7 @@ def read_run(run) -> dict:
         out['actor_critic'] = [actor, critic]
     return out
 
-# %% ../nbs/09_weights.ipynb #a32c3525
+# %% ../nbs/09_weights.ipynb #c27d9317
 def export_weights(run, # a run folder (trained by the study, or imported)
                    out, # the folder to write: experiments/<model>/ckpt/epoch_<N>.pt inside, as the original's configs look for them
                    force:bool=False) -> Path:
@@ -385,7 +398,7 @@ def export_weights(run, # a run folder (trained by the study, or imported)
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
     return out
 
-# %% ../nbs/09_weights.ipynb #d7895e45
+# %% ../nbs/09_weights.ipynb #bc598f9b
 def weights_command(args) -> Path:
     "`bailando import-weights` / `bailando export-weights`: run the conversion and say what was written."
     t0 = time.time()

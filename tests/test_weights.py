@@ -235,3 +235,23 @@ def test_context_28_generates_what_the_original_generates(one_thread):
     ours = generate(model, music, *start)              # our default: the full 29 steps, which differs from step 29 on
     assert torch.equal(ours[0][:, :29], up[:, :29]) and not (torch.equal(ours[0], up) and torch.equal(ours[1], down))
     with pytest.raises(ValueError, match='context=30: must lie in 1..29'): generate(model, music, *start, context=30)
+
+
+# ---------- chapter 04 with imported weights ----------
+
+def test_chapter_04_scores_an_imported_run_beside_the_paper(tiny, tmp_path):
+    "The path an AIST++ user runs (`bailando study --stages 04_metrics 05_render --data ROOT` on an imported run), on embedded data."
+    from bailando import data as bd
+    root = bd.make_dataset(tmp_path/'data', size='tiny')
+    runs = tmp_path/'runs'
+    W.import_weights(tiny['vqvae'], [tiny['actor_critic'], tiny['gpt']], runs/'released', size='tiny')
+    assert main(['study', '--name', 'released', '--runs', str(runs), '--stages', '04_metrics', '05_render', '--data', str(root),
+                 '--preset', 'tiny', '--quiet']) == 0
+    run = runs/'released'
+    rows = json.loads((run/'metrics.json').read_text())
+    assert {'ground truth', 'GPT (before actor-critic)', 'actor-critic (Bailando)'} <= set(rows)
+    names = [f.stem for f in (run/'dances'/'actor_critic').glob('*.npy')]
+    assert names and sorted(names) == sorted(s['name'] for s in bd.load_sequences(root, 'test', progress=False))
+    executed = (run/'04_metrics.ipynb').read_text()
+    assert "beside the paper's Table 1" in executed and 'Bailando (paper, Table 1)' in executed and '28.1600' in executed
+    assert (run/'report.html').stat().st_size > 0   # chapter 05 takes the imported run as it takes a trained one
