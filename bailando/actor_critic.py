@@ -16,17 +16,18 @@ from .gpt import GPTHead, gpt_config, CrossCondGPT, encode_sequences, generate_m
 from .metrics import motion_beats, music_beats, beat_align_score, kinetic_features, centred, normalize, fid, MAX_FRAMES
 
 # %% auto #0
-__all__ = ['BEAT_REWARD', 'AUDIO_SUFFIXES', 'AC_PRESETS', 'unit_flags', 'beat_reward', 'direction_reward', 'critic_config',
-           'Critic', 'prefix_steps', 'state_features', 'actor_loss', 'td_error', 'ac_update', 'ac_optimizer',
-           'make_windows', 'piece_reward', 'pieces_from_sequences', 'pieces_from_folder', 'dance_bas', 'dance_kinetic',
-           'rollout', 'rollout_windows', 'rollout_ranks', 'rollout_score', 'better', 'fine_tune', 'load_actor',
-           'final_dancer', 'fine_tuning_pieces', 'ac_settings', 'fine_tune_args', 'training_kinetics']
+__all__ = ['BEAT_REWARD', 'AC_PRESETS', 'unit_flags', 'beat_reward', 'direction_reward', 'critic_config', 'Critic',
+           'prefix_steps', 'state_features', 'actor_loss', 'td_error', 'ac_update', 'ac_optimizer', 'make_windows',
+           'piece_reward', 'pieces_from_sequences', 'pieces_from_folder', 'dance_bas', 'dance_kinetic', 'rollout',
+           'rollout_windows', 'rollout_ranks', 'rollout_score', 'better', 'fine_tune', 'load_actor', 'final_dancer',
+           'fine_tuning_pieces', 'ac_settings', 'fine_tune_args', 'training_kinetics']
 
 # %% ../nbs/03_actor_critic.ipynb #70828976
 import os
 import torch.distributed as dist
 from .loop import (in_group, world_size, this_rank, is_main, barrier, gather_objects, from_main, rank_device,
-                           data_parallel, rank_mean, read_log)
+                           data_parallel, rank_mean, preset_config)
+from .data import read_log
 
 # %% ../nbs/03_actor_critic.ipynb #1e9e3b63
 def unit_flags(frames, # frame indices of events (beats)
@@ -138,7 +139,8 @@ def ac_update(gpt:CrossCondGPT, critic:Critic, opt:torch.optim.Optimizer, batch:
               ranks:int=1, # data-parallel ranks that share the global batch (the head and critic inside DistributedDataParallel)
              ) -> dict:
     "One batch of actor-critic fine-tuning; returns mean reward, critic loss (mean TD^2) and actor loss."
-    gpt.eval(); critic.eval()                      # dropout frozen; the weights still learn
+    gpt.eval()
+    critic.eval()  # dropout frozen; the weights still learn
     feat = state_features(gpt, batch)              # (B, 3(W-1), C), no gradient: the base is frozen
     reward, mask = batch['reward'], batch['mask']  # (B, W-2)
     with torch.no_grad(): td = td_error(critic, feat, reward, gamma)
@@ -147,13 +149,15 @@ def ac_update(gpt:CrossCondGPT, critic:Critic, opt:torch.optim.Optimizer, batch:
     for _ in range(actor_steps):
         opt.zero_grad(set_to_none=True)
         a_loss = actor_loss(gpt, feat, batch, td, norm_a)
-        a_loss.backward(); opt.step()
+        a_loss.backward()
+        opt.step()
     c_loss = torch.zeros(())
     for _ in range(critic_steps):
         opt.zero_grad(set_to_none=True)
         d2 = td_error(critic, feat, reward, gamma).pow(2)
         c_loss = d2.mean() if norm_c is None else d2.sum() / norm_c
-        c_loss.backward(); opt.step()
+        c_loss.backward()
+        opt.step()
     # in a process group each rank's share of the global means: their mean over the ranks is the global batch's value
     n_a, n_c = (mask.sum().clamp_min(1), td.numel()) if norm_a is None else (norm_a, norm_c)
     return dict(reward=float((reward * mask).sum() / n_a), critic_loss=c_loss.item(), actor_loss=a_loss.item(),
@@ -181,7 +185,9 @@ def make_windows(up:np.ndarray, down:np.ndarray, # (L,) generated codes of one p
     if L < window: raise ValueError(f'a rollout of {L} codes is shorter than one window of {window}')
     starts = np.arange(L - window + 1)                                     # (N,)
     idx = starts[:, None] + np.arange(window)                              # (N, W)
-    mask = np.zeros((len(starts), window - 2), np.float32); mask[0] = 1; mask[1:, -1] = 1
+    mask = np.zeros((len(starts), window - 2), np.float32)
+    mask[0] = 1
+    mask[1:, -1] = 1
     return dict(up=torch.as_tensor(np.asarray(up)[idx]).long(), down=torch.as_tensor(np.asarray(down)[idx]).long(),
                 music=torch.as_tensor(np.asarray(music, np.float32)[idx]),
                 reward=torch.as_tensor(np.asarray(reward, np.float32)[idx[:, 1:-1]]), mask=torch.as_tensor(mask))
@@ -215,8 +221,6 @@ def pieces_from_sequences(vq, seqs:list[dict], # VQ-VAE; sequence dicts of `bail
     return out
 
 # %% ../nbs/03_actor_critic.ipynb #a11a400b
-AUDIO_SUFFIXES = ('.wav', '.mp3', '.flac', '.ogg', '.m4a', '.aac', '.aiff', '.aif')
-
 def pieces_from_folder(folder, # a folder of audio files
                        starts:dict, # {genre: [[up, down], ...]}: start codes (a GPT checkpoint's `meta['starts']`)
                        max_codes:int=0, # cut each piece to this many codes (0: whole)
@@ -225,20 +229,21 @@ def pieces_from_folder(folder, # a folder of audio files
     "Pieces of fine-tuning music from the user's audio files (unreadable files are skipped with a warning)."
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f'{folder}: no such music folder')
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in bd.MUSIC_EXTS)
     pairs = [p for g in sorted(starts or {}) for p in starts[g]] or [[0, 0]]
     rng, out, bad = np.random.default_rng(seed), [], []
     for f in files:
         try:
             m7, m60 = (np.asarray(bd.music_features(f, fps=fps), np.float32) for fps in (7.5, 60))
         except Exception as e:
-            bad.append(f'{f.name} ({type(e).__name__})'); continue
+            bad.append(f'{f.name} ({type(e).__name__})')
+            continue
         L = min(len(m7), len(m60) // 8, max_codes or len(m7))
         if L < 30: bad.append(f'{f.name} (only {L} codes, need 30)'); continue
         out.append(dict(name=f.stem, music=m7[:L], music60=m60[:8*L], start=tuple(pairs[rng.integers(len(pairs))])))
     if bad: warnings.warn(f'{folder}: skipped {len(bad)} file(s): ' + ', '.join(bad))
     if not out:
-        raise ValueError(f'{folder}: no readable audio of at least 4 s (looked for {", ".join(AUDIO_SUFFIXES)}; '
+        raise ValueError(f'{folder}: no readable audio of at least 4 s (looked for {", ".join(bd.MUSIC_EXTS)}; '
                          f'found {len(files)} candidate file(s)' + (f'; unreadable: {", ".join(bad)}' if bad else '') + ')')
     return out
 
@@ -292,14 +297,14 @@ def _ac_state(gpt, critic, opt, epoch:int, config:dict, best:dict|None=None, las
 
 def _ac_resume(path:Path, gpt, critic, opt, config:dict) -> tuple:
     "Load an actor-critic checkpoint into the models and optimiser; return its epoch and best candidate (refuse another config)."
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise ValueError(f'cannot resume from {path}: not a readable checkpoint ({e})') from None
-    if not isinstance(ck, dict) or not {'model', 'critic', 'optimizer', 'epoch', 'config'} <= set(ck):
-        raise ValueError(f'cannot resume from {path}: not an actor-critic checkpoint')
+    try: ck = bd.read_checkpoint(path, need=('model', 'critic', 'optimizer', 'epoch', 'config'), what='checkpoint of the actor-critic')
+    except ValueError as e: raise ValueError(f'cannot resume from {e}') from None
     if ck['config'].get('actor_critic') != config['actor_critic'] or ck['config'].get('gpt') != config['gpt']:
         raise ValueError(f"cannot resume from {path}: it was trained with {ck['config'].get('actor_critic')}, now "
                          f"{config['actor_critic']}. Use another run folder or delete the checkpoint.")
-    gpt.load_state_dict(ck.get('last_model', ck['model'])); critic.load_state_dict(ck['critic']); opt.load_state_dict(ck['optimizer'])
+    gpt.load_state_dict(ck.get('last_model', ck['model']))
+    critic.load_state_dict(ck['critic'])
+    opt.load_state_dict(ck['optimizer'])
     return int(ck['epoch']), ck.get('best')
 
 
@@ -383,7 +388,8 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
               pieces=[p['name'] for p in pieces])
     config = dict(meta or {}, gpt=dict(gpt.config), actor_critic=ac)
     bd.seed_everything(seed)
-    gpt.to(dev); vq.to(dev).eval()
+    gpt.to(dev)
+    vq.to(dev).eval()
     critic = Critic(critic_config(gpt.config, critic_layers)).to(dev)
     opt = ac_optimizer(gpt, critic, lr, betas, critic_lr)
     start, best = _ac_resume(ckpt, gpt, critic, opt, config) if from_main(ckpt.exists()) else (0, None)
@@ -406,7 +412,9 @@ def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT
                 batch = {k: v[order[i:i + batch_size][rank::ranks]].to(dev) for k, v in data.items()}   # this rank's share
                 st = ac_update(actor, judge, opt, batch, actor_steps if epoch >= critic_warmup else 0, critic_steps, gamma, ranks)
                 st = dict(zip(st, rank_mean(st.values(), dev)))   # averaged over the ranks
-                f.write(json.dumps(dict(epoch=epoch, step=step, **st)) + '\n'); step += 1; nb += 1
+                f.write(json.dumps(dict(epoch=epoch, step=step, **st)) + '\n')
+                step += 1
+                nb += 1
                 for k in sums: sums[k] += st[k]
             f.write(json.dumps(dict(epoch=epoch, kind='epoch', **{k: v / nb for k, v in sums.items()},
                                     reward_rollout=float(np.mean([r['reward'].mean() for r in rolls])),
@@ -452,14 +460,10 @@ AC_PRESETS = {
 }
 
 def ac_settings(preset:str, # a key of AC_PRESETS
-                epochs:int=0, batch_size:int=0, lr:float=0.0, # 0 = the preset's
-                max_codes:int=-1, # -1 = the preset's (0: whole pieces)
+                **overrides, # any key of the preset to change (max_codes 0: whole pieces); None keeps the preset's
                ) -> dict:
-    "The preset's fine-tuning settings, with the given overrides."
-    if preset not in AC_PRESETS: raise ValueError(f'unknown preset {preset!r}; choose one of {list(AC_PRESETS)}')
-    P = dict(AC_PRESETS[preset], **{k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr).items() if v})
-    if max_codes >= 0: P['max_codes'] = max_codes
-    return P
+    "The preset's fine-tuning settings, with the given overrides (`bailando.loop.preset_config`'s rule)."
+    return preset_config(AC_PRESETS, preset, 'actor-critic', **overrides)
 
 def fine_tune_args(P:dict) -> dict:
     "The `fine_tune` keyword arguments of a preset's settings (from `ac_settings`)."

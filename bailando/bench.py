@@ -13,7 +13,7 @@ import os
 import soundfile as sf
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from .data import atomic_write, music_features, pick_device, seed_everything
+from .data import atomic_write, music_features, pick_device, seed_everything, smpl_joints
 from .vqvae import SepVQVAE, vqvae_config, vqvae_loss
 from .gpt import CrossCondGPT, gpt_config, gpt_loss, generate, codes_to_joints
 from .metrics import features
@@ -21,7 +21,8 @@ from .render import render_video, demo_dance
 
 # %% auto #0
 __all__ = ['sync', 'median_time', 'case_vqvae_train', 'case_gpt_train', 'case_generate', 'random_dances', 'case_metrics',
-           'case_music', 'case_render', 'run_case', 'bench_plan', 'format_table', 'run_bench', 'bench_command']
+           'case_music', 'case_render', 'case_fk', 'run_case', 'bench_plan', 'format_table', 'run_bench',
+           'bench_command']
 
 # %% ../nbs/07_bench.ipynb #8550c798
 def sync(device:torch.device):
@@ -34,7 +35,10 @@ def median_time(fn, repeats:int=3, warmup:int=1, device:torch.device=torch.devic
     for _ in range(warmup): fn()
     times = []
     for _ in range(repeats):
-        sync(device); t0 = time.perf_counter(); fn(); sync(device)
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -48,7 +52,9 @@ def case_vqvae_train(preset:str, device:torch.device, repeats:int, batch:int=32,
     opt, x = _adam(model.stage('vq')), torch.randn(batch, 240, 72, device=device)  # (B, T, 72)
     def step():
         with torch.autocast(device.type, torch.bfloat16, enabled=bf16): loss, _ = vqvae_loss(model, x)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
     return batch / median_time(step, repeats, 1, device), 'windows/s'
 
 # %% ../nbs/07_bench.ipynb #822f2cb3
@@ -67,7 +73,9 @@ def case_gpt_train(preset:str, device:torch.device, repeats:int, batch:int=32, b
              music=torch.randn(batch, 30, cfg['n_music'], device=device))   # (B, 30, 438)
     def step():
         with torch.autocast(device.type, torch.bfloat16, enabled=bf16): loss, _ = gpt_loss(model, b)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
     return batch / median_time(step, repeats, 1, device), 'windows/s'
 
 # %% ../nbs/07_bench.ipynb #6013f936
@@ -94,18 +102,23 @@ def random_dances(n:int, seed:int=0, seconds=(20, 30)) -> list[np.ndarray]:
 def case_metrics(n_reference:int, n_dances:int=40) -> tuple[float, str]:
     "Seconds for the kinetic and geometric features of a reference set and `n_dances` dances (FID and Div are instant)."
     ref, gen = random_dances(n_reference, 0), random_dances(n_dances, 1)
-    t0 = time.perf_counter(); features(ref, max_frames=None); features(gen); return time.perf_counter() - t0, 's'
+    t0 = time.perf_counter()
+    features(ref, max_frames=None)
+    features(gen)
+    return time.perf_counter() - t0, 's'
 
 # %% ../nbs/07_bench.ipynb #3959b877
 def case_music(seconds:float=60.0) -> tuple[float, str]:
     "Seconds of music-feature extraction (60 fps, uncached) per minute of audio."
-    d = Path(tempfile.mkdtemp()); os.environ['BAILANDO_CACHE'] = str(d/'cache')
+    d = Path(tempfile.mkdtemp())
+    os.environ['BAILANDO_CACHE'] = str(d/'cache')
     sr, t = 22050, np.arange(int(seconds * 22050)) / 22050
     y = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sign(np.sin(2 * np.pi * 2 * t))) / 2   # 120 BPM tone pulses
     sf.write(d/'a.wav', y.astype(np.float32), sr)
     music_features(d/'a.wav', fps=60)   # the first call pays librosa's numba compile; not timed
     sf.write(d/'b.wav', (y * 0.9).astype(np.float32), sr)
-    t0 = time.perf_counter(); music_features(d/'b.wav', fps=60)
+    t0 = time.perf_counter()
+    music_features(d/'b.wav', fps=60)
     return (time.perf_counter() - t0) * 60 / seconds, 's/min'
 
 # %% ../nbs/07_bench.ipynb #33d31627
@@ -113,12 +126,23 @@ def case_render(seconds:float=2.0) -> tuple[float, str]:
     "Seconds of rendering (mp4, 320 px) per second of dance."
     d = Path(tempfile.mkdtemp())
     j = demo_dance(seconds)
-    t0 = time.perf_counter(); render_video(j, d/'a.mp4'); return (time.perf_counter() - t0) / seconds, 's per s'
+    t0 = time.perf_counter()
+    render_video(j, d/'a.mp4')
+    return (time.perf_counter() - t0) / seconds, 's per s'
+
+# %% ../nbs/07_bench.ipynb #24364513
+def case_fk(frames:int=50_000, target:int=1_100_000) -> tuple[float, str]:
+    "Seconds of SMPL forward kinematics (`bailando.data.smpl_joints`) for AIST++'s 1.1 M frames, from `frames` random poses."
+    x = np.random.default_rng(0).normal(scale=0.3, size=(frames, 72)).astype(np.float32)
+    t0 = time.perf_counter()
+    smpl_joints(x, np.zeros((frames, 3), np.float32))
+    return (time.perf_counter() - t0) * target / frames, 's (AIST++)'
 
 # %% ../nbs/07_bench.ipynb #b891caaf
 def _run_case(name:str, kw:dict, device:str) -> dict:
     "Run one case here; returns its figure, unit and peak memory."
-    seed_everything(0); torch.set_num_threads(torch.get_num_threads())
+    seed_everything(0)
+    torch.set_num_threads(torch.get_num_threads())
     dev = pick_device(device)
     fn = globals()[f'case_{name}']
     if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
@@ -149,7 +173,8 @@ def bench_plan(devices:list[str], presets=('cpu', 'paper'), quick:bool=False) ->
     n_ref = 100 if quick else 1363
     rows += [(f'metrics features ({n_ref} reference + 40 dances)', 'metrics', dict(n_reference=n_ref), 'cpu'),
              ('music features (60 fps)', 'music', {}, 'cpu'),
-             ('render mp4 320 px', 'render', {}, 'cpu')]
+             ('render mp4 320 px', 'render', {}, 'cpu'),
+             ('SMPL forward kinematics, AIST++ (1.1 M frames)', 'fk', {}, 'cpu')]
     return rows
 
 # %% ../nbs/07_bench.ipynb #7961a5c3

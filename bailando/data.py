@@ -18,16 +18,18 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['SMPL_JOINT_NAMES', 'SMPL_PARENTS', 'SMPL_OFFSETS', 'SMPL_J0', 'UPPER_JOINTS', 'LOWER_JOINTS', 'COCO_TO_SMPL',
            'BEAT_COLUMN', 'MUSIC_DIMS', 'MUSIC_EXTS', 'GENRES', 'MUSIC_SR', 'GENERATOR_VERSION', 'FLOOR_CLEARANCE',
-           'atomic_write', 'atomic_save', 'check_finite', 'clean_stale_tmp', 'seed_everything', 'pick_device',
-           'shared_data', 'rodrigues', 'smpl_joints', 'to_bailando72', 'from_bailando72', 'split_halves',
-           'merge_halves', 'root_velocity', 'RefusedPickle', 'safe_load_pickle', 'load_motion', 'load_joints',
-           'cache_dir', 'load_audio', 'audio_duration', 'music_features', 'beat_frames', 'genre_of', 'music_id_of',
-           'read_split', 'music_path', 'warm_up_librosa', 'load_sequences', 'MotionWindows', 'make_dataset',
-           'prepare_data']
+           'atomic_write', 'atomic_save', 'check_finite', 'clean_stale_tmp', 'read_log', 'read_checkpoint',
+           'seed_everything', 'pick_device', 'shared_data', 'rodrigues', 'forward_kinematics', 'smpl_joints',
+           'to_bailando72', 'from_bailando72', 'split_halves', 'merge_halves', 'root_velocity', 'RefusedPickle',
+           'safe_load_pickle', 'load_motion', 'load_joints', 'cache_dir', 'load_audio', 'audio_duration',
+           'music_features', 'beat_frames', 'genre_of', 'music_id_of', 'read_split', 'music_path', 'warm_up_librosa',
+           'load_sequences', 'make_dataset', 'prepare_data']
 
 # %% ../nbs/00_data.ipynb #23623919
 def _umask() -> int:
-    m = os.umask(0); os.umask(m); return m
+    m = os.umask(0)
+    os.umask(m)
+    return m
 
 def atomic_write(path, write_fn):
     "Call `write_fn(tmp_path)` on a temporary file beside `path` (`.<name>.<pid>.<random>.tmp`), then rename it to `path` atomically."
@@ -86,10 +88,39 @@ def clean_stale_tmp(folder, # a folder we write into atomically
         gone.append(p)
     return gone
 
+# %% ../nbs/00_data.ipynb #64213198
+def read_log(path) -> list[dict]:
+    "The records (dicts) of a JSON-lines log; none for a missing file; lines that are not JSON objects are skipped."
+    path, out = Path(path), []
+    for line in (path.read_text().splitlines() if path.exists() else []):
+        try: r = json.loads(line)
+        except ValueError: continue
+        if isinstance(r, dict): out.append(r)
+    return out
+
+# %% ../nbs/00_data.ipynb #6009a38a
+def read_checkpoint(path, # a .pt file
+                    device='cpu', # where its tensors go
+                    need=('model', 'config'), # the entries it must hold
+                    what:str='bailando training checkpoint', # what the caller expects, for the error
+                   ) -> dict:
+    "A checkpoint loaded safely (`weights_only=True`), as a dict holding `need`; a clear error naming the file otherwise (also for NaN or inf weights)."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f'{path}: no {what} there')
+    try: ck = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise ValueError(f'{path}: not a readable checkpoint (corrupt or not written by bailando: {type(e).__name__}: {e})') from None
+    lacks = sorted(set(need) - set(ck)) if isinstance(ck, dict) else list(need)
+    if not isinstance(ck, dict) or lacks: raise ValueError(f'{path}: not a {what} (no {"/".join(lacks) or "dict"} entries)')
+    if isinstance(ck.get('model'), dict): check_finite(ck['model'], path)   # NaN or inf weights would dance garbage
+    return ck
+
 # %% ../nbs/00_data.ipynb #5d50492e
 def seed_everything(seed:int):
     "Seed Python, numpy and torch."
-    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
 
 # %% ../nbs/00_data.ipynb #7e7bbc15
@@ -151,12 +182,31 @@ def rodrigues(rotvec) -> np.ndarray:
 # %% ../nbs/00_data.ipynb #d9c7514e
 def _rodrigues_t(r:torch.Tensor) -> torch.Tensor:
     "Torch Rodrigues: axis-angle (..., 3) -> rotation matrices (..., 3, 3)."
-    th = r.norm(dim=-1, keepdim=True).clamp_min(1e-8); k = r / th                    # (..., 1), (..., 3)
+    th = r.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    k = r / th  # (..., 1), (..., 3)
     K = torch.zeros(r.shape + (3,), dtype=r.dtype, device=r.device)                   # (..., 3, 3) cross matrix
     K[..., 0, 1], K[..., 0, 2], K[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
     K[..., 1, 0], K[..., 2, 0], K[..., 2, 1] = k[..., 2], -k[..., 1], k[..., 0]
     s, c = th.sin()[..., None], th.cos()[..., None]
     return torch.eye(3, dtype=r.dtype, device=r.device) + s * K + (1 - c) * (K @ K)
+
+# %% ../nbs/00_data.ipynb #290fb1bf
+def forward_kinematics(local, # (N, 24, 3, 3) local joint rotations (numpy or torch)
+                       root, # (N, 3) root joint positions
+                       offsets=None, # (24, 3) each joint's offset from its parent at rest (default: SMPL_OFFSETS)
+                      ): # (N, 24, 3) joint positions, numpy (the input's float type) for numpy input, else torch
+    "Joint positions down the SMPL tree from local rotations: the one forward kinematics of the package (BVH semantics)."
+    as_np = not isinstance(local, torch.Tensor)
+    rot = torch.as_tensor(np.asarray(local) if as_np else local)
+    root = torch.as_tensor(np.asarray(root) if as_np else root, dtype=rot.dtype, device=rot.device)
+    off = torch.as_tensor(SMPL_OFFSETS if offsets is None else np.asarray(offsets), dtype=rot.dtype, device=rot.device)
+    g, pos = [rot[:, 0]], [root]
+    for j in range(1, 24):
+        q = SMPL_PARENTS[j]
+        pos.append(pos[q] + g[q] @ off[j])                                              # (N, 3)
+        g.append(g[q] @ rot[:, j])                                                      # (N, 3, 3)
+    out = torch.stack(pos, 1)                                                           # (N, 24, 3)
+    return out.numpy() if as_np else out
 
 # %% ../nbs/00_data.ipynb #9f9b2ba6
 def smpl_joints(poses, # (N, 72) axis-angle, 24 joints x 3 (numpy or torch)
@@ -167,16 +217,8 @@ def smpl_joints(poses, # (N, 72) axis-angle, 24 joints x 3 (numpy or torch)
     as_np = not isinstance(poses, torch.Tensor)
     p = torch.as_tensor(np.asarray(poses, np.float32) if as_np else poses).float().reshape(-1, 24, 3)
     t = torch.as_tensor(np.asarray(trans, np.float32) if as_np else trans).float().reshape(-1, 3).to(p.device)
-    off = torch.as_tensor(SMPL_OFFSETS, device=p.device); j0 = torch.as_tensor(SMPL_J0, device=p.device)
-    out = []
-    for s in range(0, len(p), chunk):
-        rot = _rodrigues_t(p[s:s+chunk])                                                # (n, 24, 3, 3)
-        g, pos = [rot[:, 0]], [t[s:s+chunk] + j0]
-        for j in range(1, 24):
-            q = SMPL_PARENTS[j]
-            pos.append(pos[q] + g[q] @ off[j])                                          # (n, 3)
-            g.append(g[q] @ rot[:, j])                                                  # (n, 3, 3)
-        out.append(torch.stack(pos, 1))                                                 # (n, 24, 3)
+    j0 = torch.as_tensor(SMPL_J0, device=p.device)
+    out = [forward_kinematics(_rodrigues_t(p[s:s+chunk]), t[s:s+chunk] + j0) for s in range(0, len(p), chunk)]
     out = torch.cat(out) if out else p.new_zeros((0, 24, 3))
     return out.cpu().numpy() if as_np else out
 
@@ -351,7 +393,8 @@ def _extract_features(y, sr:int) -> np.ndarray:
     onset = librosa.onset.onset_strength(y=percussive, sr=sr, hop_length=512, aggregate=np.median)  # (T,)
     tempogram = librosa.feature.tempogram(onset_envelope=onset, sr=sr, hop_length=512)          # (384, T)
     _, beats = librosa.beat.beat_track(onset_envelope=onset, sr=sr, hop_length=512)
-    beat = np.zeros_like(onset); beat[beats] = 1
+    beat = np.zeros_like(onset)
+    beat[beats] = 1
     parts = [mfcc, mfcc_delta, chroma, onset[None], beat[None], tempogram]
     T = min(p.shape[1] for p in parts)
     return np.concatenate([p[:, :T] for p in parts], 0).T.astype(np.float32)           # (T, 438)
@@ -377,9 +420,12 @@ def music_features(path, # audio file librosa can read (wav, ogg, mp3, opus, ...
     return feats
 
 # %% ../nbs/00_data.ipynb #4a3bfb53
-def beat_frames(feats) -> np.ndarray:
-    "Frame indices of the music beats in a (T, 438) feature array."
-    return np.flatnonzero(np.asarray(feats)[:, BEAT_COLUMN] > 0.5)
+def beat_frames(feats, # (T, 438) music features, or their 1-d beat column
+                length:int|None=None, # keep the beats before this frame
+               ) -> np.ndarray:
+    "Frame indices of the music beats: where the beat column is non-zero (as Bailando's metrics read it)."
+    m = np.asarray(feats)
+    return np.flatnonzero((m[:, BEAT_COLUMN] if m.ndim == 2 else m)[:length].astype(bool))
 
 # %% ../nbs/00_data.ipynb #fafcc819
 def _token(seq:str, ok, what:str) -> str:
@@ -415,7 +461,8 @@ def read_split(root, # data root (AIST++ layout)
                split:str, # 'train' | 'test' | 'val' | 'all'
               ) -> list[str]: # sequence names
     "Sequence names of a split, with the paper's semantics (train minus ignore list; test = test + val)."
-    root = Path(root); sp = root/'splits'
+    root = Path(root)
+    sp = root/'splits'
     if not root.is_dir(): raise FileNotFoundError(f'{root}: data root not found; {_LAYOUT}')
     ignore = _ignore_list(root)
     def lst(name, required=True):
@@ -437,10 +484,10 @@ def read_split(root, # data root (AIST++ layout)
     raise ValueError(f"split must be 'train', 'test', 'val' or 'all', got {split!r}")
 
 # %% ../nbs/00_data.ipynb #38b9f011
-MUSIC_EXTS = ('.wav', '.mp3', '.ogg', '.opus', '.flac')
+MUSIC_EXTS = ('.wav', '.mp3', '.ogg', '.opus', '.flac', '.m4a', '.aac', '.aiff', '.aif')   # every audio file we look for
 
 def music_path(root, seq:str) -> Path:
-    "The music file of sequence `seq`: <root>/wav/<music_id>.{wav,mp3,ogg,opus,flac}."
+    "The music file of sequence `seq`: <root>/wav/<music_id> with a suffix of `MUSIC_EXTS` (.wav first)."
     mid = music_id_of(seq)
     for ext in MUSIC_EXTS:
         p = Path(root)/'wav'/f'{mid}{ext}'
@@ -519,25 +566,6 @@ def load_sequences(root, # data root (AIST++ layout)
     if bad: warnings.warn(f'{len(bad)} of {len(names)} sequences skipped (strict=True raises instead)')
     return seqs
 
-# %% ../nbs/00_data.ipynb #2522ffc7
-class MotionWindows(torch.utils.data.Dataset):
-    "Aligned windows: dict(motion (L,72), music (L,438), music_codes (L//8,438)) float32 tensors."
-    def __init__(self, seqs:list, # dicts from `load_sequences`
-                 length:int=240, # frames per window (multiple of 8)
-                 stride:int=8, # frames between window starts
-                ):
-        self.seqs, self.length = seqs, length
-        self.index = [(i, s) for i, q in enumerate(seqs) for s in range(0, len(q['motion']) - length + 1, stride)]
-        if not self.index: raise ValueError(f'no sequence has {length} frames (longest: {max((len(q["motion"]) for q in seqs), default=0)})')
-    def __len__(self): return len(self.index)
-    def __getitem__(self, k):
-        i, s = self.index[k]; q = self.seqs[i]; L = self.length
-        codes = q['music_codes'][s // 8: s // 8 + L // 8]
-        if len(codes) < L // 8: codes = np.concatenate([codes, np.repeat(codes[-1:], L // 8 - len(codes), 0)])
-        return dict(motion=torch.from_numpy(np.ascontiguousarray(q['motion'][s:s+L], np.float32)),   # (L, 72)
-                    music=torch.from_numpy(np.ascontiguousarray(q['music'][s:s+L], np.float32)),     # (L, 438)
-                    music_codes=torch.from_numpy(np.ascontiguousarray(codes, np.float32)))           # (L/8, 438)
-
 # %% ../nbs/00_data.ipynb #c84068f8
 GENRES = {  # genre: (BPM range, kick on every beat?, hats per beat, move vocabulary, hold on the beat (fraction))
     'gBR': ((85, 115), False, 2, 'bounce squat kick turn punch torso', 0.15),
@@ -557,7 +585,10 @@ GENERATOR_VERSION = 4  # bump whenever the generator changes: a stale data set i
 # %% ../nbs/00_data.ipynb #c107465d
 def _synth_music(rng, genre:str, bpm:float, seconds:float, t0:float) -> np.ndarray:
     "A procedural track (float32 mono at MUSIC_SR): drums on the beat grid t0 + k*60/bpm, bass, pad."
-    sr = MUSIC_SR; n = int(seconds * sr); y = np.zeros(n + sr, np.float32); P = 60 / bpm
+    sr = MUSIC_SR
+    n = int(seconds * sr)
+    y = np.zeros(n + sr, np.float32)
+    P = 60 / bpm
     _, four, hats, _, _ = GENRES[genre]
     def add(sig, at):
         i = int(round(at * sr))
@@ -566,13 +597,15 @@ def _synth_music(rng, genre:str, bpm:float, seconds:float, t0:float) -> np.ndarr
     kick = np.sin(2*np.pi*np.cumsum(50 + 110*np.exp(-t/0.03)) / sr) * np.exp(-t/0.12)
     ts = t[:int(0.2*sr)]
     snare = (0.6*rng.normal(size=len(ts)) * np.exp(-ts/0.05) + 0.5*np.sin(2*np.pi*190*ts) * np.exp(-ts/0.07))
-    th = t[:int(0.06*sr)]; hat = 0.1 * np.diff(rng.normal(size=len(th) + 1)) * np.exp(-th/0.012)
+    th = t[:int(0.06*sr)]
+    hat = 0.1 * np.diff(rng.normal(size=len(th) + 1)) * np.exp(-th/0.012)
     root = 40 + rng.integers(0, 12)                                              # bass key (MIDI)
     prog = [[0, 7, 9, 5], [0, 5, 7, 5], [9, 5, 0, 7], [0, 3, 8, 10]][rng.integers(0, 4)]
     hz = lambda m: 440 * 2 ** ((m - 69) / 12)
     nb = int((seconds - t0) / P) + 1
     for k in range(nb):
-        tb = t0 + k * P; bar, beat = divmod(k, 4)
+        tb = t0 + k * P
+        bar, beat = divmod(k, 4)
         if four or beat in (0, 2) or (beat == 3 and rng.random() < 0.3): add(kick, tb)
         if beat in (1, 3): add(0.7 * snare, tb)
         for h in range(hats): add(hat * (1.0 if h == 0 else 0.5), tb + h * P / hats)
@@ -580,7 +613,8 @@ def _synth_music(rng, genre:str, bpm:float, seconds:float, t0:float) -> np.ndarr
         tn = np.arange(int(P * 0.9 * sr)) / sr
         add(0.35 * (np.sin(2*np.pi*hz(chord)*tn) + 0.3*np.sin(4*np.pi*hz(chord)*tn)) * np.exp(-tn/0.25), tb)
         if beat == 0:
-            tp = np.arange(int(4 * P * sr)) / sr; env = np.minimum(1, tp / 0.1) * np.minimum(1, (4*P - tp) / 0.2)
+            tp = np.arange(int(4 * P * sr)) / sr
+            env = np.minimum(1, tp / 0.1) * np.minimum(1, (4*P - tp) / 0.2)
             pad = sum(np.sin(2*np.pi*hz(chord + 12 + iv)*tp) for iv in (0, 4 if prog[bar % 4] != 3 else 3, 7))
             add(0.06 * env * pad, tb)
     y = y[:n]
@@ -596,7 +630,8 @@ for j in (3, 6, 9): _LIMITS[j] = [[-0.4, 0.5], [-0.5, 0.5], [-0.3, 0.3]]        
 for j in (12, 15): _LIMITS[j] = [[-0.5, 0.6], [-0.7, 0.7], [-0.4, 0.4]]            # neck, head
 for j in (13, 14): _LIMITS[j] = [[-0.2, 0.2], [-0.3, 0.3], [-0.3, 0.3]]            # collars
 for j in (16, 17): _LIMITS[j] = [[-1.5, 1.5], [-1.6, 1.6], [-1.6, 1.6]]            # shoulders
-_LIMITS[18] = [[-0.2, 0.2], [-2.4, 0.0], [-0.3, 0.3]]; _LIMITS[19] = [[-0.2, 0.2], [0.0, 2.4], [-0.3, 0.3]]  # elbows
+_LIMITS[18] = [[-0.2, 0.2], [-2.4, 0.0], [-0.3, 0.3]]
+_LIMITS[19] = [[-0.2, 0.2], [0.0, 2.4], [-0.3, 0.3]]  # elbows
 _LIMITS[0] = [[-0.5, 0.5], [-100, 100], [-0.4, 0.4]]                              # pelvis (yaw free)
 
 def _rest_pose(rng) -> np.ndarray:
@@ -604,28 +639,40 @@ def _rest_pose(rng) -> np.ndarray:
     p = np.zeros((24, 3), np.float32)
     p[16, 2], p[17, 2] = -1.15, 1.15                                             # arms down
     p[18, 1], p[19, 1] = -0.35, 0.35                                             # elbows a bit bent
-    p[[4, 5], 0] = 0.15; p[[1, 2], 0] = -0.08; p[[7, 8], 0] = -0.07              # soft knees
+    p[[4, 5], 0] = 0.15
+    p[[1, 2], 0] = -0.08
+    p[[7, 8], 0] = -0.07  # soft knees
     return p + rng.normal(scale=0.015, size=p.shape).astype(np.float32)
 
 # %% ../nbs/00_data.ipynb #289af372
 def _move(name:str, i:int, side:int, a:float) -> tuple:
     "Key pose offset (24,3), root step (x, z) and yaw step for beat `i` of move `name` (side +-1, amplitude a)."
-    d = np.zeros((24, 3), np.float32); step = np.zeros(2, np.float32); yaw = 0.0
-    down = i % 2 == 0; s = side if i % 4 < 2 else -side
+    d = np.zeros((24, 3), np.float32)
+    step = np.zeros(2, np.float32)
+    yaw = 0.0
+    down = i % 2 == 0
+    s = side if i % 4 < 2 else -side
     L, R = (1, 4, 7, 16, 18), (2, 5, 8, 17, 19)                                  # hip, knee, ankle, shoulder, elbow
     if name == 'bounce':
         k = 0.9 * a if down else 0.1
-        d[[4, 5], 0] = k; d[[1, 2], 0] = -0.55 * k; d[[7, 8], 0] = -0.45 * k
-        d[[18, 19], 1] = [-0.6 * k, 0.6 * k]; d[9, 0] = 0.25 * k
+        d[[4, 5], 0] = k
+        d[[1, 2], 0] = -0.55 * k
+        d[[7, 8], 0] = -0.45 * k
+        d[[18, 19], 1] = [-0.6 * k, 0.6 * k]
+        d[9, 0] = 0.25 * k
     elif name == 'squat':
         k = (1.6 if i % 4 in (1, 2) else 0.3) * a
-        d[[4, 5], 0] = k; d[[1, 2], 0] = -0.7 * k; d[[7, 8], 0] = -0.5 * k; d[3, 0] = 0.3 * k
+        d[[4, 5], 0] = k
+        d[[1, 2], 0] = -0.7 * k
+        d[[7, 8], 0] = -0.5 * k
+        d[3, 0] = 0.3 * k
         d[16, 1], d[17, 1] = -0.8 * a, 0.8 * a
     elif name == 'step':
         step[:] = 0.22 * a * s, 0.12 * a * (1 if i % 8 < 4 else -1)
         h, k, _, sh, _ = L if s > 0 else R
         if down: d[h, 0] = -0.5 * a; d[k, 0] = 0.9 * a
-        d[0, 2] = -0.12 * s * a; d[[16, 17], 0] = 0.3 * a * s
+        d[0, 2] = -0.12 * s * a
+        d[[16, 17], 0] = 0.3 * a * s
     elif name == 'kick':
         h, k, an, _, _ = L if s > 0 else R
         h2, k2 = (2, 5) if s > 0 else (1, 4)
@@ -635,44 +682,67 @@ def _move(name:str, i:int, side:int, a:float) -> tuple:
     elif name == 'armwave':
         sh, el = (16, 18) if s > 0 else (17, 19)
         up = 1.6 * a if down else 0.8 * a
-        d[sh, 2] = up * (1 if sh == 16 else -1); d[el, 1] = (0.8 if down else -0.6) * a * (1 if el == 19 else -1) * -1
-        d[9, 2] = 0.15 * s * a; d[15, 2] = -0.15 * s * a
+        d[sh, 2] = up * (1 if sh == 16 else -1)
+        d[el, 1] = (0.8 if down else -0.6) * a * (1 if el == 19 else -1) * -1
+        d[9, 2] = 0.15 * s * a
+        d[15, 2] = -0.15 * s * a
     elif name == 'punch':
         sh, el = (16, 18) if s > 0 else (17, 19)
         if down: d[sh, 1] = (-1.2 if sh == 16 else 1.2) * a; d[sh, 2] = (1.0 if sh == 16 else -1.0) * a; d[el, 1] = (0.3 if el == 18 else -0.3)
         else: d[el, 1] = (-1.4 if el == 18 else 1.4) * a
-        d[9, 1] = 0.3 * s * a; d[[4, 5], 0] = 0.25 * a
+        d[9, 1] = 0.3 * s * a
+        d[[4, 5], 0] = 0.25 * a
     elif name == 'armsup':
         k = 1.0 if down else 0.2
-        d[16, 2], d[17, 2] = 2.2 * a * k, -2.2 * a * k; d[[18, 19], 1] = [-0.5 * k, 0.5 * k]
-        d[[4, 5], 0] = 0.4 * a * (1 - k); d[15, 0] = -0.2 * k
+        d[16, 2], d[17, 2] = 2.2 * a * k, -2.2 * a * k
+        d[[18, 19], 1] = [-0.5 * k, 0.5 * k]
+        d[[4, 5], 0] = 0.4 * a * (1 - k)
+        d[15, 0] = -0.2 * k
     elif name == 'torso':
-        d[9, 0] = (0.35 if down else -0.15) * a; d[6, 2] = 0.2 * s * a; d[15, 0] = (0.3 if down else -0.2) * a
-        d[[16, 17], 1] = [-0.5 * a, 0.5 * a]; d[[4, 5], 0] = 0.3 * a * down
+        d[9, 0] = (0.35 if down else -0.15) * a
+        d[6, 2] = 0.2 * s * a
+        d[15, 0] = (0.3 if down else -0.2) * a
+        d[[16, 17], 1] = [-0.5 * a, 0.5 * a]
+        d[[4, 5], 0] = 0.3 * a * down
     elif name == 'hipsway':
-        d[0, 2] = 0.2 * s * a; d[3, 2] = -0.15 * s * a; d[9, 2] = -0.1 * s * a
-        h, k = (1, 4) if s > 0 else (2, 5); d[k, 0] = 0.5 * a; d[h, 0] = -0.25 * a
-        d[16, 2], d[17, 2] = 0.5 * a * (s > 0), -0.5 * a * (s < 0); step[0] = 0.04 * s * a
+        d[0, 2] = 0.2 * s * a
+        d[3, 2] = -0.15 * s * a
+        d[9, 2] = -0.1 * s * a
+        h, k = (1, 4) if s > 0 else (2, 5)
+        d[k, 0] = 0.5 * a
+        d[h, 0] = -0.25 * a
+        d[16, 2], d[17, 2] = 0.5 * a * (s > 0), -0.5 * a * (s < 0)
+        step[0] = 0.04 * s * a
     elif name == 'turn':
-        yaw = np.pi / 2 * side; d[[4, 5], 0] = 0.35 * a * down; d[[16, 17], 2] = [0.6 * a, -0.6 * a]
+        yaw = np.pi / 2 * side
+        d[[4, 5], 0] = 0.35 * a * down
+        d[[16, 17], 2] = [0.6 * a, -0.6 * a]
     return d, step, yaw
 
 # %% ../nbs/00_data.ipynb #a8ab3f7d
 def _choreography(rng, genre:str, n_beats:int) -> tuple:
     "Key poses (n_beats, 24, 3) Euler, root xz (n_beats, 2) and yaw (n_beats,) from a random sequence of moves."
-    vocab = GENRES[genre][3].split(); w = rng.dirichlet(np.ones(len(vocab)) * 2)     # this dancer's preferences
-    rest = _rest_pose(rng); keys, xz, yaw = [], [np.zeros(2, np.float32)], [0.0]
+    vocab = GENRES[genre][3].split()
+    w = rng.dirichlet(np.ones(len(vocab)) * 2)  # this dancer's preferences
+    rest = _rest_pose(rng)
+    keys, xz, yaw = [], [np.zeros(2, np.float32)], [0.0]
     dip, swing, twist = rng.uniform(0.4, 0.8), rng.uniform(0.4, 0.9), rng.uniform(0.1, 0.3)   # this dancer's groove
     while len(keys) < n_beats:
-        name = vocab[rng.choice(len(vocab), p=w)]; length = 4 if name == 'turn' else int(rng.choice([4, 8]))
+        name = vocab[rng.choice(len(vocab), p=w)]
+        length = 4 if name == 'turn' else int(rng.choice([4, 8]))
         side, a = int(rng.choice([-1, 1])), rng.uniform(0.8, 1.25)
         for i in range(length):
             d, st, yw = _move(name, i, side, a)
             alt = 1 if len(keys) % 2 == 0 else -1                                        # the groove under every move
-            d[[4, 5], 0] += dip * (alt > 0); d[[1, 2], 0] -= 0.5 * dip * (alt > 0); d[[7, 8], 0] -= 0.4 * dip * (alt > 0)
-            d[16, 0] += swing * alt; d[17, 0] -= swing * alt; d[6, 1] += twist * alt
+            d[[4, 5], 0] += dip * (alt > 0)
+            d[[1, 2], 0] -= 0.5 * dip * (alt > 0)
+            d[[7, 8], 0] -= 0.4 * dip * (alt > 0)
+            d[16, 0] += swing * alt
+            d[17, 0] -= swing * alt
+            d[6, 1] += twist * alt
             keys.append(rest + d + rng.normal(scale=0.015, size=d.shape).astype(np.float32))
-            xz.append(0.93 * xz[-1] + st); yaw.append(yaw[-1] + yw)
+            xz.append(0.93 * xz[-1] + st)
+            yaw.append(yaw[-1] + yw)
     keys = np.clip(np.stack(keys[:n_beats]), _LIMITS[..., 0], _LIMITS[..., 1])
     return keys, np.stack(xz[1:n_beats + 1]), np.array(yaw[1:n_beats + 1], np.float32)
 
@@ -690,18 +760,22 @@ FLOOR_CLEARANCE = 0.03  # height of the lowest foot joint above the floor (y = 0
 
 def _synth_dance(rng, genre:str, bpm:float, t0:float, seconds:float) -> tuple:
     "SMPL poses (N,72) and trans (N,3) (SMPL units) at 60 fps dancing to beats t0 + k*60/bpm."
-    P = 60 / bpm; N = int(seconds * 60); hold = GENRES[genre][4] * rng.uniform(0.85, 1.15)
+    P = 60 / bpm
+    N = int(seconds * 60)
+    hold = GENRES[genre][4] * rng.uniform(0.85, 1.15)
     nb = int((seconds - t0) / P) + 3
     keys, xz, yaw = _choreography(rng, genre, nb)
     t = np.clip((np.arange(N) / 60 - t0) / P, 0, nb - 1.001)                          # time in beats
-    b = t.astype(int); u = t - b
+    b = t.astype(int)
+    u = t - b
     u = np.clip((u - hold) / (1 - 2 * hold), 0, 1)                                  # a short hold around each beat
     e = u**3 * (10 - 15 * u + 6 * u * u)                                              # smootherstep: still on the beat
     lerp = lambda k: k[b] + (k[b + 1] - k[b]) * e.reshape((-1,) + (1,) * (k.ndim - 1))
     eul, root_xz, root_yaw = lerp(keys), lerp(xz), lerp(yaw) + rng.uniform(-np.pi, np.pi) * 0.1
     poses = _euler_to_rotvec(eul)                                                     # (N, 24, 3)
     poses[:, 0] = _compose_root(eul[:, 0], root_yaw)
-    trans = np.zeros((N, 3), np.float32); trans[:, [0, 2]] = root_xz
+    trans = np.zeros((N, 3), np.float32)
+    trans[:, [0, 2]] = root_xz
     j = smpl_joints(poses.reshape(N, 72), trans)
     trans[:, 1] = FLOOR_CLEARANCE - j[:, [7, 8, 10, 11], 1].min(1)                    # lowest foot on the floor
     return poses.reshape(N, 72), trans
@@ -714,7 +788,8 @@ def _plan(size:str, rng) -> list:
     else: raise ValueError(f"size must be 'tiny' or 'study', got {size!r}")
     plan = []
     for g in genres:
-        lo, hi = GENRES[g][0]; test_id = ids - 1 if size == 'study' else None
+        lo, hi = GENRES[g][0]
+        test_id = ids - 1 if size == 'study' else None
         for k in range(ids):
             bpm = float(np.round(lo + (hi - lo) * (k + rng.uniform(0, 1)) / ids, 1))
             sec = rng.uniform(*secs) if secs else float(np.clip(rng.lognormal(np.log(14.5), 0.35), 9, 28))
@@ -725,12 +800,14 @@ def _plan(size:str, rng) -> list:
 # %% ../nbs/00_data.ipynb #f88e33d1
 def make_dataset(root, # folder to write (AIST++ layout)
                  seed:int=0, # fixes every draw
-                 size:str='tiny', # 'tiny' (7 sequences of 8 s, seconds to make) or 'study' (230 sequences, ~15 s each)
+                 size:str='tiny', # 'tiny' (8 sequences of 8 s, seconds to make) or 'study' (230 sequences, ~15 s each)
                  force:bool=False, # rebuild even if a complete data set with these parameters exists
                  progress:bool=True,
                 ) -> Path:
     "Write the embedded AIST++-layout data set (procedural music + SMPL dances) to `root`; returns `root`."
-    root = Path(root); meta_path = root/'dataset.json'; params = dict(seed=seed, size=size, version=GENERATOR_VERSION)
+    root = Path(root)
+    meta_path = root/'dataset.json'
+    params = dict(seed=seed, size=size, version=GENERATOR_VERSION)
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if not force and meta.get('params') == params and meta.get('complete', True): return root
     if meta_path.exists():                                                            # ours: clear it, then rebuild
@@ -738,7 +815,8 @@ def make_dataset(root, # folder to write (AIST++ layout)
         for f in [*root.glob('motions/*.pkl'), *root.glob('wav/*.wav')]: f.unlink()
     elif (root/'motions').exists(): raise FileExistsError(f'{root}: holds motions/ but no dataset.json: not an embedded data set, refusing to overwrite')
     atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(dict(params=params, complete=False))))  # ours, even if killed
-    rng = np.random.default_rng(seed); plan = _plan(size, rng)
+    rng = np.random.default_rng(seed)
+    plan = _plan(size, rng)
     splits, ignore, beats, d = {'train': [], 'val': [], 'test': []}, [], {}, 0
     for g, mid, bpm, sec, nd, split in tqdm(plan, desc='embedded data set', disable=not progress):
         t0 = float(rng.uniform(0.1, 0.4))
@@ -747,7 +825,8 @@ def make_dataset(root, # folder to write (AIST++ layout)
         beats[mid] = dict(bpm=bpm, first_beat_s=t0, genre=g)
         extra = 1 if (split == 'train' and int(mid[-1]) == 0) else 0              # an ignored sequence per genre
         for c in range(nd + extra):
-            d += 1; name = f'{g}_sBM_cAll_d{d:02d}_{mid}_ch{c + 1:02d}'
+            d += 1
+            name = f'{g}_sBM_cAll_d{d:02d}_{mid}_ch{c + 1:02d}'
             poses, trans = _synth_dance(rng, g, bpm, t0, sec - rng.uniform(0, 0.5))
             scaling = np.array([rng.uniform(89, 99)], np.float32)
             m = dict(smpl_poses=poses, smpl_trans=(trans * scaling).astype(np.float32), smpl_scaling=scaling, smpl_loss=0.0)

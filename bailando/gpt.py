@@ -12,7 +12,7 @@ from torch import nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from . import data as bd
-from .loop import fit
+from .loop import fit, preset_config
 from .vqvae import load_vqvae
 
 # %% auto #0
@@ -49,10 +49,7 @@ GPT_TRAIN = {
 def gpt_train_config(preset:str='paper', # 'paper', 'cpu' or 'tiny'
                      **overrides):       # None values keep the preset's
     "The training settings of a preset (epochs, batch_size, lr, betas, milestones, gamma, stride)."
-    if preset not in GPT_TRAIN: raise ValueError(f'unknown GPT preset {preset!r}; choose one of {list(GPT_TRAIN)}')
-    unknown = set(overrides) - set(GPT_TRAIN[preset])
-    if unknown: raise ValueError(f'unknown GPT training keys {sorted(unknown)}')
-    return dict(GPT_TRAIN[preset], **{k: v for k, v in overrides.items() if v is not None})
+    return preset_config(GPT_TRAIN, preset, 'GPT', **overrides)
 
 # %% ../nbs/02_gpt.ipynb #ef372e9f
 def cross_causal_mask(t:int, device=None) -> torch.Tensor:
@@ -322,10 +319,8 @@ def save_gpt(model, path, meta:dict|None=None):
 def load_gpt(path, device='auto') -> CrossCondGPT:
     "Load a GPT checkpoint (safe unpickling) in eval mode; `model.meta` holds its VQ-VAE fingerprint and start codes."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'{path}: no GPT checkpoint there')
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise ValueError(f'{path}: not a readable checkpoint ({type(e).__name__}: {e})') from None
-    if not (isinstance(ck, dict) and isinstance(ck.get('model'), dict) and isinstance(ck.get('config'), dict) and 'gpt' in ck['config']):
+    ck = bd.read_checkpoint(path, what='GPT checkpoint')
+    if not (isinstance(ck.get('model'), dict) and isinstance(ck.get('config'), dict) and 'gpt' in ck['config']):
         raise ValueError(f'{path}: not a GPT checkpoint (expected `model` weights and `config["gpt"]` sizes)')
     model = CrossCondGPT(ck['config']['gpt'])
     state = bd.check_finite({k.removeprefix('_orig_mod.'): v for k, v in ck['model'].items()}, path)

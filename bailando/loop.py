@@ -12,12 +12,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
-from .data import atomic_write, atomic_save, pick_device, check_finite
+from .data import atomic_write, atomic_save, pick_device, read_checkpoint, read_log
 
 # %% auto #0
 __all__ = ['in_group', 'world_size', 'this_rank', 'is_main', 'barrier', 'gather_objects', 'from_main', 'rank_device',
-           'data_parallel', 'unwrap', 'read_checkpoint', 'rng_state', 'set_rng_state', 'to_device', 'read_log',
-           'rank_mean', 'fit']
+           'data_parallel', 'unwrap', 'rng_state', 'set_rng_state', 'to_device', 'preset_config', 'rank_mean', 'fit']
 
 # %% ../nbs/00b_loop.ipynb #169893ff
 def in_group() -> bool:
@@ -46,13 +45,15 @@ def barrier():
 def gather_objects(obj) -> list:
     "Every rank's picklable `obj`, in rank order (`[obj]` in a plain process)."
     if world_size() == 1: return [obj]
-    out = [None] * world_size(); dist.all_gather_object(out, obj)
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
     return out
 
 def from_main(obj):
     "Rank 0's picklable `obj`, on every rank (`obj` in a plain process)."
     if world_size() == 1: return obj
-    box = [obj]; dist.broadcast_object_list(box, 0)
+    box = [obj]
+    dist.broadcast_object_list(box, 0)
     return box[0]
 
 # %% ../nbs/00b_loop.ipynb #be892d04
@@ -91,19 +92,6 @@ def _batches(dataset, batch_size:int, seed:int, epoch:int):
     return torch.utils.data.DataLoader(dataset, batch_size=b, sampler=sampler, drop_last=len(sampler) > b,
                                        generator=torch.Generator().manual_seed(epoch))  # leaves the global RNG alone
 
-# %% ../nbs/00b_loop.ipynb #b68b2e06
-def read_checkpoint(path, device='cpu') -> dict:
-    "A training checkpoint, loaded safely; a clear error for missing or corrupt files and for NaN or inf weights."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f'no checkpoint at {path}')
-    try: ck = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e: raise ValueError(f'{path} is not a readable checkpoint (corrupt or not written by bailando): {e}') from None
-    if not isinstance(ck, dict) or 'model' not in ck or 'config' not in ck:
-        raise ValueError(f'{path} is not a bailando training checkpoint (no model/config entries)')
-    if isinstance(ck['model'], dict): check_finite(ck['model'], path)   # NaN or inf weights would dance garbage
-    return ck
-
-
 # %% ../nbs/00b_loop.ipynb #a6c5b117
 def rng_state() -> dict:
     "Every global RNG state (Python, numpy, torch CPU and CUDA), in a form `torch.load(weights_only=True)` accepts."
@@ -129,11 +117,6 @@ def to_device(batch, device):
     if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
     return batch
 
-def read_log(path) -> list[dict]:
-    "The JSON lines of a training log."
-    path = Path(path)
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
-
 def _trim_log(path, epoch):
     "Keep only the log lines of epochs before `epoch` (after a resume)."
     rows = [r for r in read_log(path) if r.get('epoch', 0) < epoch]
@@ -144,19 +127,22 @@ def _canon(cfg): return json.dumps(cfg, sort_keys=True, default=str)  # tuples a
 
 def _resume(path, model, opt, sched, config, seed:int=0):
     "Load a checkpoint into model, optimizer and scheduler, and this rank's RNG states; return the epoch to continue from."
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise ValueError(f'cannot resume from {path}: not a readable checkpoint ({e})') from None
-    if not isinstance(ck, dict) or not {'model', 'optimizer', 'scheduler', 'epoch', 'rng'} <= set(ck):
-        raise ValueError(f'cannot resume from {path}: not a training checkpoint of bailando.loop.fit')
+    try: ck = read_checkpoint(path, need=('model', 'optimizer', 'scheduler', 'epoch', 'rng'), what='training checkpoint of bailando.loop.fit')
+    except ValueError as e: raise ValueError(f'cannot resume from {e}') from None
     if config is not None and _canon(ck.get('config')) != _canon(config):
         raise ValueError(f'cannot resume from {path}: it was trained with config {ck.get("config")}, now {config}. '
                          'Use another run folder or delete the checkpoint.')
-    model.load_state_dict(ck['model']); opt.load_state_dict(ck['optimizer']); sched.load_state_dict(ck['scheduler'])
+    model.load_state_dict(ck['model'])
+    opt.load_state_dict(ck['optimizer'])
+    sched.load_state_dict(ck['scheduler'])
     st, ranks = ck['rng'], ck.get('rng_ranks')
     if world_size() > 1: st = ranks[this_rank()] if ranks and len(ranks) == world_size() else st if is_main() else None
     if st is not None: set_rng_state(st)
     else:  # another number of ranks than when saved: the ranks beyond 0 start fresh streams
-        s = _rank_seed(seed * 1_000_003 + ck['epoch'], this_rank()); torch.manual_seed(s); random.seed(s); np.random.seed(s)
+        s = _rank_seed(seed * 1_000_003 + ck['epoch'], this_rank())
+        torch.manual_seed(s)
+        random.seed(s)
+        np.random.seed(s)
     return ck['epoch']
 
 def _save(path, model, opt, sched, epoch, config):
@@ -166,6 +152,18 @@ def _save(path, model, opt, sched, epoch, config):
     if not is_main(): return
     atomic_save(dict(config=config, model=unwrap(model).state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                      epoch=epoch, rng=rng, **(dict(rng_ranks=ranks) if ranks else {})), path)
+
+# %% ../nbs/00b_loop.ipynb #bde3ffeb
+def preset_config(presets:dict, # preset name -> settings (a stage's PRESETS, GPT_TRAIN, AC_PRESETS)
+                  preset:str, # the preset to start from
+                  what:str, # the stage's name, for errors ('VQ-VAE', 'GPT', 'actor-critic')
+                  **overrides, # settings to change; None keeps the preset's
+                 ) -> dict:
+    "A copy of a preset's settings with `overrides`: unknown keys are refused, None keeps the preset's value."
+    if preset not in presets: raise ValueError(f'unknown {what} preset {preset!r}; choose one of {list(presets)}')
+    unknown = set(overrides) - set(presets[preset])
+    if unknown: raise ValueError(f'unknown {what} config keys {sorted(unknown)}; known: {sorted(presets[preset])}')
+    return dict(presets[preset], **{k: v for k, v in overrides.items() if v is not None})
 
 # %% ../nbs/00b_loop.ipynb #a21fc5c9
 def rank_mean(values, # floats (or 0-d tensors), e.g. a step's loss and its parts
@@ -218,7 +216,10 @@ def fit(model,                    # an nn.Module
     params = [p for p in model.parameters() if p.requires_grad] if params is None else list(params)
     opt = torch.optim.Adam(params, lr=lr, betas=tuple(betas))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(milestones), gamma)
-    s = _rank_seed(seed, this_rank()); torch.manual_seed(s); random.seed(s); np.random.seed(s)
+    s = _rank_seed(seed, this_rank())
+    torch.manual_seed(s)
+    random.seed(s)
+    np.random.seed(s)
     start = 0
     if from_main(ckpt.exists()):
         start = _resume(ckpt, model, opt, sched, config, seed)
@@ -234,7 +235,9 @@ def fit(model,                    # an nn.Module
             for batch in tqdm(dl, desc=f'{name} {epoch + 1}/{epochs}', leave=False, mininterval=2, disable=not main):
                 loss, parts = _step(net, batch, loss_fn, opt, device, bf16)
                 row = dict(epoch=epoch, step=step, loss=loss, **parts, lr=opt.param_groups[0]['lr'])
-                f.write(json.dumps(row) + '\n'); step += 1; n += 1
+                f.write(json.dumps(row) + '\n')
+                step += 1
+                n += 1
                 for k, v in row.items():
                     if k not in ('epoch', 'step', 'lr'): sums[k] = sums.get(k, 0.0) + v
             sched.step()

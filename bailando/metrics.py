@@ -124,9 +124,11 @@ def _relations(kind, idx, thr, cur, prev, tpf):
     with np.errstate(divide='ignore', invalid='ignore'):
         if kind == 'fast': return _norm(a - prev[:, idx[:, 0]]) / tpf > thr
         if kind == 'plane':
-            n = np.cross(c - a, b - a); return _dot(n, d - a) / _norm(n) > thr
+            n = np.cross(c - a, b - a)
+            return _dot(n, d - a) / _norm(n) > thr
         if kind == 'nplane':
-            n = b - a; return _dot(n, d - c) / _norm(n) > thr
+            n = b - a
+            return _dot(n, d - c) / _norm(n) > thr
         if kind == 'angle':
             u, v = b - a, d - c
             ang = np.degrees(np.arccos(_dot(u, v) / (_norm(u) * _norm(v))))
@@ -152,7 +154,8 @@ def _relation_groups():
     sizes, groups = {_H: HUMERUS, _S: SHOULDER_W, _W: HIP_W}, {}
     for col, (kind, names, thr, size) in enumerate(MANUAL_RELATIONS):
         g = groups.setdefault(kind, ([], [], []))
-        g[0].append(col); g[1].append([_J[n] for n in (names * 4)[:4]])
+        g[0].append(col)
+        g[1].append([_J[n] for n in (names * 4)[:4]])
         g[2].append(thr if size is None else thr * sizes[size])
     return {k: (np.array(c), np.array(i), np.array(t, dtype=np.float64)) for k, (c, i, t) in groups.items()}
 
@@ -244,7 +247,7 @@ def music_beats(music, # (T, 438) 60-fps music features, or a 1-d beat array
     if m.ndim == 2 and m.shape[1] > BEAT_COLUMN: m = m[:, BEAT_COLUMN]
     elif m.ndim != 1: raise ValueError(f'music: expected (T, 438) features or a 1-d beat array, got shape {m.shape}')
     if m.dtype.kind == 'f' and not np.isfinite(m).all(): raise ValueError('music: beat column contains NaN or inf')
-    return np.flatnonzero(m[:length].astype(bool))
+    return beat_frames(m, length)
 
 def beat_align_score(music_beats, # frames of the music beats
                      motion_beats # frames of the motion beats
@@ -301,7 +304,8 @@ def content_key(arrays:list, *extra) -> str:
     for x in extra: h.update(str(x).encode())
     for a in arrays:
         a = np.ascontiguousarray(a)
-        h.update(f'{a.shape}{a.dtype}'.encode()); h.update(a.tobytes())
+        h.update(f'{a.shape}{a.dtype}'.encode())
+        h.update(a.tobytes())
     return h.hexdigest()
 
 DEFAULT_CACHE = Path.home() / '.cache' / 'bailando' / 'metrics'

@@ -21,7 +21,7 @@ from matplotlib.patches import Polygon
 from matplotlib.ticker import MaxNLocator
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
-from .data import music_path, music_features, load_joints, genre_of, music_id_of
+from .data import music_path, music_features, load_joints, genre_of, music_id_of, read_log, forward_kinematics, read_checkpoint
 from .data import (atomic_write, smpl_joints, SMPL_PARENTS, SMPL_OFFSETS, SMPL_JOINT_NAMES,
                            UPPER_JOINTS, LOWER_JOINTS, BEAT_COLUMN)
 from . import metrics
@@ -31,7 +31,7 @@ from .metrics import motion_beats, music_beats
 __all__ = ['PAPER_ROW', 'METRIC_KEYS', 'check_joints', 'demo_dance', 'camera_axes', 'follow', 'bone_colours', 'StickFigure',
            'ffmpeg_exe', 'audio_seconds', 'render_video', 'click_track', 'render_videos', 'beats_of',
            'demo_music_features', 'player', 'video_html', 'DanceView', 'show', 'save_joints', 'solve_rotations',
-           'save_bvh', 'forward_kinematics', 'bvh_positions', 'write_report', 'render_run']
+           'save_bvh', 'bvh_positions', 'write_report', 'render_run']
 
 # %% ../nbs/05_render.ipynb #39b4e1b6
 def check_joints(joints, name:str='joints') -> np.ndarray:
@@ -505,19 +505,6 @@ def _dfs(j=0):
     yield j
     for c in _children(j): yield from _dfs(c)
 
-# %% ../nbs/05_render.ipynb #076fafae
-def forward_kinematics(local, root, offsets=None) -> np.ndarray:
-    "Joint positions `(T, 24, 3)` from local rotations `(T, 24, 3, 3)`, root positions `(T, 3)` and bone offsets `(24, 3)` (default: SMPL's) (BVH semantics)."
-    offsets = SMPL_OFFSETS if offsets is None else offsets
-    local, root, offsets = np.asarray(local, np.float64), np.asarray(root, np.float64), np.asarray(offsets, np.float64)
-    G = np.empty_like(local); P = np.empty(local.shape[:2] + (3,))        # global rotations, positions
-    G[:, 0], P[:, 0] = local[:, 0], root
-    for j in range(1, 24):
-        p = SMPL_PARENTS[j]
-        P[:, j] = P[:, p] + G[:, p] @ offsets[j]                           # (T, 3)
-        G[:, j] = G[:, p] @ local[:, j]                                    # (T, 3, 3)
-    return P
-
 # %% ../nbs/05_render.ipynb #2545fd5b
 def bvh_positions(path) -> np.ndarray:
     "Joints `(T, 24, 3)` of a BVH written by `save_bvh`, read with the PyPI `bvh` parser and our forward kinematics."
@@ -546,14 +533,6 @@ def _read_json(path):
     try: return json.loads(Path(path).read_text())
     except (OSError, ValueError): return None
 
-def _read_jsonl(path) -> list[dict]:
-    "Records of a .jsonl log (bad lines skipped)."
-    out = []
-    for line in Path(path).read_text().splitlines():
-        try: r = json.loads(line)
-        except ValueError: continue
-        if isinstance(r, dict): out.append(r)
-    return out
 
 def _dance_files(run): return [p for p in sorted(Path(run).glob('dances/*.npy')) if not p.name.endswith('.music.npy')]
 
@@ -583,7 +562,7 @@ def _curves_section(run):
     logs = sorted((run/'logs').glob('*.jsonl')) if (run/'logs').is_dir() else []
     out = []
     for log in logs:
-        recs = _read_jsonl(log); recs = [r for r in recs if 'step' in r] or recs      # per-step lines when there are
+        recs = read_log(log); recs = [r for r in recs if 'step' in r] or recs      # per-step lines when there are
         keys = sorted({k for r in recs for k, v in r.items() if _num(v) and 'loss' in k.lower()})
         if not keys: out.append(f'<p>{log.stem}: no loss values logged</p>'); continue
         fig = Figure(figsize=(6, 2.6)); ax = fig.add_subplot()
@@ -607,7 +586,7 @@ def _codebook_section(run):
                 ax.set_xlabel('code (sorted by use)'); out.append(_img(fig))
             elif _num(v): out.append(f'<p>{res.stem}: {html.escape(k)} = {v:.4g}</p>')
     for log in sorted((run/'logs').glob('*.jsonl')) if (run/'logs').is_dir() else []:
-        recs = [r for r in _read_jsonl(log) if r.get('kind') == 'epoch']
+        recs = [r for r in read_log(log) if r.get('kind') == 'epoch']
         keys = sorted({k for r in recs for k, v in r.items() if _num(v) and 'usage' in k.lower()})
         if not keys: continue
         fig = Figure(figsize=(6, 2.2)); ax = fig.add_subplot()
@@ -617,7 +596,7 @@ def _codebook_section(run):
     return ''.join(out) or '<p class="missing">not run (no codebook usage in results/*.json or logs)</p>'
 
 def _actor_critic_section(run):
-    recs = _read_jsonl(run/'logs'/'actor_critic.jsonl') if (run/'logs'/'actor_critic.jsonl').exists() else []
+    recs = read_log(run/'logs'/'actor_critic.jsonl') if (run/'logs'/'actor_critic.jsonl').exists() else []
     recs = [r for r in recs if r.get('kind') == 'epoch'] or recs                      # the per-epoch means when there are
     keys = sorted({k for r in recs for k, v in r.items() if _num(v) and ('reward' in k.lower() or 'bas' in k.lower())})
     res = _read_json(run/'results'/'actor_critic.json')
@@ -656,7 +635,7 @@ def _sizes_section(run):
     rows = []
     for ck in sorted((run/'checkpoints').glob('*.pt')) if (run/'checkpoints').is_dir() else []:
         try:
-            sd = torch.load(ck, map_location='cpu', weights_only=True); sd = sd.get('model', sd) if isinstance(sd, dict) else {}
+            sd = read_checkpoint(ck, need=()); sd = sd.get('model', sd)
             n = sum(v.numel() for v in sd.values() if isinstance(v, torch.Tensor))
         except Exception as e: n = f'unreadable ({type(e).__name__})'
         rows.append(f'<tr><td>{ck.stem}</td><td>{n:,}</td><td>{ck.stat().st_size / 2**20:.1f} MiB</td></tr>' if isinstance(n, int)

@@ -10,8 +10,8 @@ import torch
 import torch.distributed as dist
 
 # %% auto #0
-__all__ = ['STAGES', 'CHAPTERS', 'init_distributed', 'cleanup', 'main_first', 'run_data', 'sequences', 'vqvae_stage', 'gpt_stage',
-           'actor_critic_stage', 'parse_value', 'stage_kwargs', 'build_parser', 'main']
+__all__ = ['TRAINING_STAGES', 'CHAPTERS', 'init_distributed', 'cleanup', 'main_first', 'run_data', 'sequences', 'vqvae_stage',
+           'gpt_stage', 'actor_critic_stage', 'parse_value', 'stage_kwargs', 'build_parser', 'main']
 
 # %% ../nbs/08_train.ipynb #9aa17072
 import bailando.data as bd
@@ -70,12 +70,11 @@ def sequences(root, split:str) -> list[dict]:
 # %% ../nbs/08_train.ipynb #ea712ea8
 def vqvae_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny', seed:int=0, device:str='auto',
                 bf16:bool=False, threads:int=0, # threads: torch's CPU threads (0: leave them as they are)
-                epochs:int=0, root_epochs:int=0, batch_size:int=0, lr:float=0.0, stride:int=0, # 0 = the preset's
+                epochs=None, root_epochs=None, batch_size=None, lr=None, stride=None, # None = the preset's
                ):
     "Both VQ-VAE stages, as chapter 01 trains them: checkpoints/vqvae.pt and vqvae_root.pt."
     if threads: torch.set_num_threads(threads)
-    over = {k: v for k, v in dict(epochs=epochs, root_epochs=root_epochs, batch_size=batch_size, lr=lr, stride=stride).items() if v}
-    cfg = vqvae_config(preset, **over)
+    cfg = vqvae_config(preset, epochs=epochs, root_epochs=root_epochs, batch_size=batch_size, lr=lr, stride=stride)
     seqs = sequences(run_data(out_dir, data_root, data_size, seed), 'train')
     bd.seed_everything(seed)
     return train_vqvae(cfg, seqs, out_dir, seed=seed, device=device, bf16=bf16)
@@ -101,11 +100,11 @@ def gpt_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny
 # %% ../nbs/08_train.ipynb #3464ad0e
 def actor_critic_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny', seed:int=0, device:str='auto',
                        music_set:str='test', # 'test' (the paper's), 'train' or a folder of audio files
-                       epochs:int=0, batch_size:int=0, lr:float=0.0, max_codes:int=-1, # 0 (-1 for max_codes) = the preset's
+                       epochs=None, batch_size=None, lr=None, max_codes=None, # None = the preset's
                        actor_steps:int=5, critic_steps:int=5, reward_variant:str='code', direction_rate:float=0.0,
                       ):
     "Actor-critic fine-tuning, as chapter 03 runs it on the run's GPT: checkpoints/actor_critic.pt."
-    P = ac_settings(preset, epochs, batch_size, lr, max_codes)
+    P = ac_settings(preset, epochs=epochs, batch_size=batch_size, lr=lr, max_codes=max_codes)
     gpt_path = Path(out_dir)/'checkpoints'/'gpt.pt'
     if not from_main(gpt_path.exists()):
         raise FileNotFoundError(f'{gpt_path}: no GPT in this run yet; train it first (python -m bailando.train gpt ...)')
@@ -117,7 +116,7 @@ def actor_critic_stage(out_dir, preset:str='paper', data_root:str='', data_size:
                      reference=reference, variant=reward_variant, direction_rate=direction_rate, seed=seed, device=device, meta=gpt.meta)
 
 # %% ../nbs/08_train.ipynb #fb2dd806
-STAGES = {'vqvae': vqvae_stage, 'gpt': gpt_stage, 'actor_critic': actor_critic_stage}
+TRAINING_STAGES = {'vqvae': vqvae_stage, 'gpt': gpt_stage, 'actor_critic': actor_critic_stage}
 CHAPTERS = {'01_vqvae': 'vqvae', '02_gpt': 'gpt', '03_actor_critic': 'actor_critic'}   # the study's notebooks that train
 
 # %% ../nbs/08_train.ipynb #0674b45c
@@ -128,11 +127,11 @@ def parse_value(text:str):
 
 def stage_kwargs(stage:str, params:dict) -> dict:
     "The parameters of `params` that `stage` takes: bare names, or `stage.name` for this stage only; unknown names are refused."
-    known = {s: set(inspect.signature(f).parameters) for s, f in STAGES.items()}
+    known = {s: set(inspect.signature(f).parameters) for s, f in TRAINING_STAGES.items()}
     out, bad = {}, []
     for k, v in params.items():
         where, _, name = k.rpartition('.')
-        if where and where not in STAGES: bad.append(k)
+        if where and where not in TRAINING_STAGES: bad.append(k)
         elif where and name not in known[where] or not where and not any(name in ps for ps in known.values()): bad.append(k)
         elif (not where or where == stage) and name in known[stage]: out[name] = v
     if bad: raise ValueError(f'unknown parameter(s) {bad}; each stage takes: ' +
@@ -144,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     "The trainer's argument parser (`python -m bailando.train --help`)."
     p = argparse.ArgumentParser(prog='python -m bailando.train',
                                 description='Train the study\'s stages; data-parallel on every rank when launched by torchrun.')
-    p.add_argument('stage', choices=[*STAGES, 'all'], help="what to train ('all': vqvae, gpt, actor_critic in turn)")
+    p.add_argument('stage', choices=[*TRAINING_STAGES, 'all'], help="what to train ('all': vqvae, gpt, actor_critic in turn)")
     p.add_argument('--run-dir', required=True, help='the run folder (checkpoints/ and logs/; on several machines: a shared folder)')
     p.add_argument('--preset', default='cpu', help="model and training sizes: 'paper', 'cpu' or 'tiny'")
     p.add_argument('--data', default='', help="an AIST++-layout folder (default: the run's data.json, else the embedded set)")
@@ -162,13 +161,13 @@ def main(argv:list[str]|None=None) -> int:
     args = build_parser().parse_args(argv)
     params = dict(json.loads(args.params), **{k: parse_value(v) for k, v in args.param})
     common = dict(out_dir=args.run_dir, preset=args.preset, data_root=args.data, seed=args.seed, device=args.device)
-    todo = list(STAGES) if args.stage == 'all' else [args.stage]
+    todo = list(TRAINING_STAGES) if args.stage == 'all' else [args.stage]
     try:
         kwargs = {s: dict(common, **stage_kwargs(s, params)) for s in todo}   # refuse a bad parameter before any work
         init_distributed(args.backend, args.device)
         for s in todo:
             if is_main(): print(f'bailando.train: {s} on {dist.get_world_size() if in_group() else 1} process(es)', flush=True)
-            STAGES[s](**kwargs[s])
+            TRAINING_STAGES[s](**kwargs[s])
     except (FileNotFoundError, ValueError) as e:
         print(f'bailando.train: error: {e}', file=sys.stderr)
         return 1

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 import torch.distributed as dist
-from .data import atomic_write, split_halves, merge_halves, root_velocity
-from .loop import world_size, read_checkpoint, fit, unwrap
+from .data import atomic_write, split_halves, merge_halves, root_velocity, from_bailando72, SMPL_PARENTS, read_checkpoint
+from .loop import world_size, fit, preset_config
 
 # %% auto #0
 __all__ = ['PRESETS', 'vqvae_config', 'zero_root', 'integrate_root', 'ResBlock', 'res_stack', 'encoder', 'decoder',
@@ -37,21 +37,17 @@ PRESETS = {
 }
 
 def vqvae_config(preset:str='paper', # 'paper', 'cpu' or 'tiny'
-                 **overrides):        # any key of the preset to change
-    "A copy of a preset's model and training settings."
-    if preset not in PRESETS: raise ValueError(f'unknown VQ-VAE preset {preset!r}; choose one of {list(PRESETS)}')
-    cfg = dict(PRESETS[preset], preset=preset)
-    bad = set(overrides) - set(cfg)
-    if bad: raise ValueError(f'unknown VQ-VAE config keys {sorted(bad)}')
-    cfg.update(overrides)
-    return cfg
+                 **overrides):        # any key of the preset to change; None keeps the preset's
+    "A copy of a preset's model and training settings (`bailando.loop.preset_config`'s rule)."
+    return dict(preset_config(PRESETS, preset, 'VQ-VAE', **overrides), preset=preset)
 
 # %% ../nbs/01_vqvae.ipynb #70051c44
 _UP_CH, _DOWN_CH = 45, 27   # channels of each half: bailando.data.split_halves / merge_halves do the split
 
 def zero_root(x72):
     "A copy of the poses with the root's position set to zero."
-    x = x72.clone(); x[..., :3] = 0
+    x = x72.clone()
+    x[..., :3] = 0
     return x
 
 # %% ../nbs/01_vqvae.ipynb #0228d63a
@@ -134,7 +130,10 @@ class EMAQuantiser(nn.Module):
     def init_codebook(self, z, per_item:int=1): # (N, D)
         "Start the codebook from random rows of the first (global) batch."
         rand = self.global_rows(z, per_item)
-        self.codebook.copy_(rand); self.ema_sum.copy_(rand); self.ema_count.fill_(1.0); self.initted.fill_(True)
+        self.codebook.copy_(rand)
+        self.ema_sum.copy_(rand)
+        self.ema_count.fill_(1.0)
+        self.initted.fill_(True)
 
     @torch.no_grad()
     def update(self, z, idx, per_item:int=1): # (N, D), (N,)
@@ -205,13 +204,12 @@ class HalfVQVAE(nn.Module):
         return self.quantiser(self.encoder(x.transpose(1, 2)), update)
 
     def forward(self, x): # (B, T, C)
-        "(reconstruction (B, T, C), loss); the loss parts land in `self.parts`."
+        "(reconstruction (B, T, C), loss, its parts)."
         zq, codes, commit, ppl = self.quantise(x)
         out = self.decoder(zq).transpose(1, 2)                          # (B, T, C)
         loss, parts = motion_l1(out.float(), x.float(), self.cfg['vel'], self.cfg['acc'])
         loss = loss + self.cfg['commit'] * commit
-        self.parts = dict(parts, commit=commit, perplexity=ppl)
-        return out, loss
+        return out, loss, dict(parts, commit=commit, perplexity=ppl)
 
 # %% ../nbs/01_vqvae.ipynb #ea689dc5
 class SepVQVAE(nn.Module):
@@ -221,7 +219,7 @@ class SepVQVAE(nn.Module):
         self.config = dict(cfg)
         self.up, self.down = HalfVQVAE(_UP_CH, cfg), HalfVQVAE(_DOWN_CH, cfg)
         self.root = decoder(3, width=cfg['width'], emb=cfg['emb'], depth=cfg['depth'], downs=cfg['downs'], growth=cfg['growth'])
-        self.hop, self.parts = 2 ** cfg['downs'], {}
+        self.hop = 2 ** cfg['downs']
 
     def stage(self, name:str):
         "Freeze all but what stage `name` ('vq' or 'root') trains; return the trainable parameters."
@@ -236,21 +234,20 @@ class SepVQVAE(nn.Module):
             raise ValueError(f'expected (batch, frames, 72) Bailando poses, got shape {tuple(x72.shape)}')
 
     def forward(self, x72, stage:str='vq'): # (B, T, 72)
-        "Stage 'vq': (root-zeroed reconstruction (B, T, 72), loss). Stage 'root': (root velocity (B, T, 3), loss)."
+        "Stage 'vq': (root-zeroed reconstruction (B, T, 72), loss, parts). Stage 'root': (root velocity (B, T, 3), loss, parts)."
         self._check(x72)
         up, down = split_halves(zero_root(x72))
         if stage == 'root': return self._root_forward(x72, down)
-        up_hat, l_up = self.up(up)
-        down_hat, l_down = self.down(down)
-        self.parts = {f'{k}_{h}': v for h, m in (('up', self.up), ('down', self.down)) for k, v in m.parts.items()}
-        return merge_halves(up_hat, down_hat), 0.5 * (l_up + l_down)
+        up_hat, l_up, p_up = self.up(up)
+        down_hat, l_down, p_down = self.down(down)
+        parts = {f'{k}_{h}': v for h, p in (('up', p_up), ('down', p_down)) for k, v in p.items()}
+        return merge_halves(up_hat, down_hat), 0.5 * (l_up + l_down), parts
 
     def _root_forward(self, x72, down):
         with torch.no_grad(): zq, *_ = self.down.quantise(down, update=False)
         vel = self.root(zq).transpose(1, 2)                              # (B, T, 3)
         loss, parts = motion_l1(vel.float(), root_velocity(x72).float(), vel=self.config['root_acc'], acc=0)
-        self.parts = dict(root_rec=parts['rec'], root_vel=parts['vel'])
-        return vel, loss
+        return vel, loss, dict(root_rec=parts['rec'], root_vel=parts['vel'])
 
     @torch.no_grad()
     def encode(self, x72): # (B, T, 72)
@@ -304,13 +301,13 @@ def _motion(batch):
 
 def vqvae_loss(model, batch):
     "Stage 1 loss and its parts."
-    out, loss = model(_motion(batch), stage='vq')
-    return loss, {k: v.item() for k, v in unwrap(model).parts.items()}
+    _, loss, parts = model(_motion(batch), stage='vq')
+    return loss, {k: v.item() for k, v in parts.items()}
 
 def root_loss(model, batch):
     "Root-branch loss and its parts."
-    out, loss = model(_motion(batch), stage='root')
-    return loss, {k: v.item() for k, v in unwrap(model).parts.items()}
+    _, loss, parts = model(_motion(batch), stage='root')
+    return loss, {k: v.item() for k, v in parts.items()}
 
 def codebook_log(model) -> dict:
     "Fraction of live codes in each half."
@@ -353,12 +350,6 @@ def train_vqvae(cfg:dict,               # from vqvae_config
     return model.eval()
 
 # %% ../nbs/01_vqvae.ipynb #491cffbe
-def _joints(x72): # (..., T, 72) -> (..., T, 24, 3)
-    "Absolute joints from Bailando poses (root + root-relative joints)."
-    j = x72.reshape(*x72.shape[:-1], 24, 3).clone()
-    j[..., 1:, :] = j[..., 1:, :] + j[..., :1, :]
-    return j
-
 @torch.no_grad()
 def reconstruct(model, x72): # (T, 72) one sequence
     "Reconstruction (T', 72) through the codes, T' = T cut to a multiple of 8."
@@ -371,17 +362,22 @@ def reconstruct(model, x72): # (T, 72) one sequence
 def evaluate_vqvae(model, seqs) -> dict:
     "Held-out MPJPE (mm), the mean-pose baseline's, root trajectory error (mm), codebook usage per half, perplexity."
     model.eval()
+    joints = lambda x72: torch.from_numpy(from_bailando72(x72))   # (T, 24, 3) absolute joints
     err, base, root_err, cu, cd = [], [], [], [], []
     for s in seqs:
         m = s['motion'] if isinstance(s, dict) else s
-        rec = reconstruct(model, m); T = len(rec)
+        rec = reconstruct(model, m)
+        T = len(rec)
         x = torch.as_tensor(np.asarray(m[:T]), dtype=torch.float32)
         with_root = torch.cat([x[:, :3], rec[:, 3:]], 1)
         mean_pose = torch.cat([x[:, :3], x[:, 3:].mean(0, keepdim=True).expand(T, -1)], 1)
-        gt = _joints(x)
-        err.append((_joints(with_root) - gt).norm(dim=-1).mean()); base.append((_joints(mean_pose) - gt).norm(dim=-1).mean())
+        gt = joints(x)
+        err.append((joints(with_root) - gt).norm(dim=-1).mean())
+        base.append((joints(mean_pose) - gt).norm(dim=-1).mean())
         root_err.append((rec[:, :3] - (x[:, :3] - x[:1, :3])).norm(dim=-1).mean())
-        u, d = model.encode(x[None].to(next(model.parameters()).device)); cu.append(u.flatten().cpu()); cd.append(d.flatten().cpu())
+        u, d = model.encode(x[None].to(next(model.parameters()).device))
+        cu.append(u.flatten().cpu())
+        cd.append(d.flatten().cpu())
     cu, cd = torch.cat(cu), torch.cat(cd)
     def ppl(c):
         p = torch.bincount(c, minlength=model.config['n_codes']).float() / len(c)
@@ -394,6 +390,5 @@ def evaluate_vqvae(model, seqs) -> dict:
 # %% ../nbs/01_vqvae.ipynb #485ba0ad
 def draw_pose(ax, joints, **kw): # (24, 3)
     "Draw an SMPL skeleton, side view (x, y)."
-    parents = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21]
-    for j, p in enumerate(parents):
+    for j, p in enumerate(SMPL_PARENTS):
         if p >= 0: ax.plot(*joints[[p, j]][:, :2].T, **kw)

@@ -366,7 +366,7 @@ def read_run(run) -> dict:
     out = dict(vqvae=[vq], gpt=[gpt])
     if (ck/'actor_critic.pt').is_file():
         actor = load_gpt(ck/'actor_critic.pt', 'cpu')
-        state = torch.load(ck/'actor_critic.pt', map_location='cpu', weights_only=True)
+        state = bd.read_checkpoint(ck/'actor_critic.pt', need=('critic',), what='checkpoint of the actor-critic')
         if not isinstance(state.get('critic'), dict): raise ValueError(f"{ck/'actor_critic.pt'}: no critic weights")
         critic = Critic(critic_config(actor.config))
         try: critic.load_state_dict(state['critic'])

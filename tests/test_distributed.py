@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from bailando.loop import read_log, world_size, this_rank, fit
+from bailando.loop import world_size, this_rank, fit
+from bailando.data import read_log
 from bailando.vqvae import EMAQuantiser, SepVQVAE, vqvae_config, train_vqvae, motion_windows, vqvae_loss
 from bailando.gpt import CrossCondGPT, gpt_config, train_gpt, window_length
 from bailando.actor_critic import fine_tune

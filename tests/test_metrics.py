@@ -10,6 +10,7 @@ from scipy.ndimage import gaussian_filter
 from scipy.signal import argrelextrema
 
 from bailando import metrics as M
+import bailando.data as bd
 from bailando.protocol import feature_benchmark
 
 RTOL = 1e-5
@@ -308,8 +309,6 @@ def test_real_motion_matches_literal_reference(shared):
     assert close(M.beat_align_score(M.music_beats(beats, len(x) - 1), M.motion_beats(x)), lit_bas(x, beats))
 
 def test_evaluate_on_the_embedded_data_set(tmp_path):
-    import bailando.data as bd
-    if not hasattr(bd, 'make_dataset'): pytest.skip('bailando.data.make_dataset not there yet')
     root = bd.make_dataset(tmp_path / 'tiny', size='tiny')
     ref = M.reference_from_root(root, cache_dir=tmp_path / 'cache', progress=False)
     test = bd.load_sequences(root, 'test', progress=False)

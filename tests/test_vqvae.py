@@ -2,7 +2,8 @@
 import json
 import pytest
 import torch
-from bailando.loop import fit, read_log
+from bailando.loop import fit
+from bailando.data import read_log
 from bailando.vqvae import (SepVQVAE, EMAQuantiser, vqvae_config, n_params, vqvae_loss, root_loss, codebook_log,
                             motion_windows, load_vqvae, train_vqvae, _stage_config, evaluate_vqvae)
 from bailando.data import split_halves as halves, merge_halves as join_halves
@@ -66,7 +67,7 @@ def test_overfit_one_batch_10x():
     opt = torch.optim.Adam(m.stage('vq'), lr=3e-3)
     losses = []
     for _ in range(400):
-        _, loss = m.train()(xb); opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
+        _, loss, _ = m.train()(xb); opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
     assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
 
 
