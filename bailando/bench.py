@@ -4,25 +4,28 @@
 
 # %% ../nbs/07_bench.ipynb #fcf9441a
 from __future__ import annotations
-import json, resource, statistics, sys, tempfile, time
+import copy, json, math, resource, statistics, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 import os
 import soundfile as sf
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from .data import atomic_write, music_features, pick_device, seed_everything, smpl_joints
+from .loop import adam
 from .vqvae import SepVQVAE, vqvae_config, vqvae_loss
-from .gpt import CrossCondGPT, gpt_config, gpt_loss, generate, codes_to_joints
+from .gpt import CrossCondGPT, CrossCausalAttention, gpt_config, gpt_loss, generate, codes_to_joints
 from .metrics import features
 from .render import render_video, demo_dance
 
 # %% auto #0
-__all__ = ['sync', 'median_time', 'case_vqvae_train', 'case_gpt_train', 'case_generate', 'random_dances', 'case_metrics',
-           'case_music', 'case_render', 'case_fk', 'run_case', 'bench_plan', 'format_table', 'run_bench',
-           'bench_command']
+__all__ = ['sync', 'median_time', 'BaselineAttention', 'baseline_model', 'baseline_adam', 'baseline_generate', 'cpu_flags',
+           'cpu_bf16', 'cpu_paths', 'alternate', 'train_step', 'train_setup_batch', 'train_setup', 'case_train',
+           'case_generate', 'loss_curves', 'random_dances', 'case_metrics', 'case_music', 'case_render', 'case_fk',
+           'run_case', 'bench_plan', 'speedup', 'format_table', 'run_bench', 'bench_command']
 
 # %% ../nbs/07_bench.ipynb #8550c798
 def sync(device:torch.device):
@@ -42,20 +45,82 @@ def median_time(fn, repeats:int=3, warmup:int=1, device:torch.device=torch.devic
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
-# %% ../nbs/07_bench.ipynb #d24b99d6
-def _adam(params): return torch.optim.Adam(params, lr=1e-4)
+# %% ../nbs/07_bench.ipynb #e1b0a002
+class BaselineAttention(CrossCausalAttention):
+    "The reference attention: scores, masked softmax, dropout and weighted sum as separate eager operations (no fused kernel)."
+    def forward(self, x, mask, rows=None):
+        if rows is not None: raise ValueError('the reference attention computes every position (rows=None)')
+        B, T, C = x.shape
+        hs = C // self.n_head
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, hs).permute(2, 0, 3, 1, 4)  # each (B, nh, 3t, hs)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)                                # (B, nh, 3t, 3t)
+        att = F.dropout(att.masked_fill(~mask, float('-inf')).softmax(-1), self.dropout, self.training)
+        return self.resid_drop(self.proj((att @ v).transpose(1, 2).reshape(B, T, C)))
 
-# %% ../nbs/07_bench.ipynb #cf875117
-def case_vqvae_train(preset:str, device:torch.device, repeats:int, batch:int=32, bf16:bool=False) -> tuple[float, str]:
-    "VQ-VAE stage-1 training windows/s (batch x 240 frames)."
-    model = SepVQVAE(vqvae_config(preset)).to(device).train()
-    opt, x = _adam(model.stage('vq')), torch.randn(batch, 240, 72, device=device)  # (B, T, 72)
-    def step():
-        with torch.autocast(device.type, torch.bfloat16, enabled=bf16): loss, _ = vqvae_loss(model, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return batch / median_time(step, repeats, 1, device), 'windows/s'
+# %% ../nbs/07_bench.ipynb #e1b0a003
+def baseline_model(model):
+    "A copy of `model` (same weights, same trainable parameters) whose GPT attention is `BaselineAttention`."
+    m = copy.deepcopy(model)
+    for mod in m.modules():
+        if type(mod) is CrossCausalAttention: mod.__class__ = BaselineAttention
+    return m
+
+def baseline_adam(model, lr:float=1e-4):
+    "Adam over `model`'s trainable parameters with the per-parameter loop (PyTorch's CPU default)."
+    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr, foreach=False)
+
+# %% ../nbs/07_bench.ipynb #e1b0a004
+@torch.no_grad()
+def baseline_generate(model, music, start_up, start_down): # (B, N, n_music); (B, 1) start codes
+    "Greedy codes (B, N) per half the plain way: the whole window through the model at every step, the last logits read off."
+    W, N = model.config['block_size'], music.shape[1]
+    up = torch.zeros(len(music), N, dtype=torch.long, device=music.device); down = torch.zeros_like(up)
+    up[:, :1], down[:, :1] = start_up, start_down
+    for k in range(N - 1):
+        lo = max(0, k + 1 - W)
+        (lu, ld), _ = model(up[:, lo:k + 1], down[:, lo:k + 1], music[:, lo + 1:k + 2])
+        up[:, k + 1], down[:, k + 1] = lu[:, -1].argmax(-1), ld[:, -1].argmax(-1)
+    return up, down
+
+# %% ../nbs/07_bench.ipynb #e1b0a008
+def cpu_flags() -> set[str]:
+    "The CPU's feature flags (from /proc/cpuinfo; empty where there is none)."
+    try: text = Path('/proc/cpuinfo').read_text()
+    except OSError: return set()
+    return set(next((l.split(':', 1)[1].split() for l in text.splitlines() if l.startswith('flags')), []))
+
+def cpu_bf16() -> bool:
+    "Whether this CPU multiplies bf16 natively (AVX-512 bf16 or AMX); elsewhere bf16 autocast is emulated and slower."
+    return bool({'avx512_bf16', 'amx_bf16'} & cpu_flags())
+
+def cpu_paths() -> dict:
+    "The CPU paths `bailando bench` takes: instruction set, bf16, oneDNN, threads, torch.compile."
+    return dict(isa=torch.backends.cpu.get_cpu_capability(), bf16='native' if cpu_bf16() else 'emulated: bf16 rows skipped',
+                onednn=torch.backends.mkldnn.is_available(), threads=torch.get_num_threads(), compile='not used')
+
+# %% ../nbs/07_bench.ipynb #d24b99d6
+def alternate(fns:dict, repeats:int=3, warmup:int=1, device:torch.device=torch.device('cpu')) -> dict:
+    "Median seconds of each of `fns` ({name: fn}), run in turns (a, b, a, b, ...) so that foreign load hits them alike."
+    for _ in range(warmup):
+        for f in fns.values(): f()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            f()
+            sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+def train_step(model, loss_fn, batch, opt, bf16:bool=False) -> float:
+    "One optimisation step, the same for every training case: forward (optionally under bf16 autocast), backward, Adam."
+    dev = next(model.parameters()).device
+    with torch.autocast(dev.type, torch.bfloat16, enabled=bf16): loss, _ = loss_fn(model, batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
 
 # %% ../nbs/07_bench.ipynb #822f2cb3
 def _gpt(preset:str, device:torch.device):
@@ -63,30 +128,64 @@ def _gpt(preset:str, device:torch.device):
     n = vqvae_config(preset)['n_codes']
     return CrossCondGPT(gpt_config(preset, vocab_up=n, vocab_down=n)).to(device)
 
+# %% ../nbs/07_bench.ipynb #cf875117
+def train_setup_batch(kind:str, model, batch:int=32):
+    "A random training batch for `model`: motion (B, 240, 72) for 'vqvae', codes and music windows of 30 steps for 'gpt'."
+    dev = next(model.parameters()).device
+    if kind == 'vqvae': return torch.randn(batch, 240, 72, device=dev)
+    cfg = model.config
+    return dict(up=torch.randint(cfg['vocab_up'], (batch, 30), device=dev), down=torch.randint(cfg['vocab_down'], (batch, 30), device=dev),
+                music=torch.randn(batch, 30, cfg['n_music'], device=dev))   # (B, 30), (B, 30), (B, 30, 438)
+
+def train_setup(kind:str, preset:str, device:torch.device, batch:int=32) -> tuple:
+    "(model, loss_fn, batch, trainable parameters) of a training case: 'vqvae' (stage 1, batch x 240 frames) or 'gpt' (batch x 30 codes)."
+    if kind not in ('vqvae', 'gpt'): raise ValueError(f"kind must be 'vqvae' or 'gpt', got {kind!r}")
+    model = SepVQVAE(vqvae_config(preset)).to(device).train() if kind == 'vqvae' else _gpt(preset, device).train()
+    params = model.stage('vq') if kind == 'vqvae' else list(model.parameters())
+    return model, vqvae_loss if kind == 'vqvae' else gpt_loss, train_setup_batch(kind, model, batch), params
+
 # %% ../nbs/07_bench.ipynb #c34d830c
-def case_gpt_train(preset:str, device:torch.device, repeats:int, batch:int=32, bf16:bool=False) -> tuple[float, str]:
-    "GPT training windows/s (batch x 29 codes of context)."
-    model = _gpt(preset, device).train()
-    cfg, opt = model.config, _adam(model.parameters())
-    b = dict(up=torch.randint(cfg['vocab_up'], (batch, 30), device=device),
-             down=torch.randint(cfg['vocab_down'], (batch, 30), device=device),
-             music=torch.randn(batch, 30, cfg['n_music'], device=device))   # (B, 30, 438)
-    def step():
-        with torch.autocast(device.type, torch.bfloat16, enabled=bf16): loss, _ = gpt_loss(model, b)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return batch / median_time(step, repeats, 1, device), 'windows/s'
+def case_train(kind:str, preset:str, device:torch.device, repeats:int, batch:int=32, bf16:bool=False) -> dict:
+    "Training windows/s of ours and (in fp32) of the reference from the same weights, run in turns in this process."
+    model, loss_fn, b, params = train_setup(kind, preset, device, batch)
+    opt = adam(params, 1e-4)
+    fns = dict(ours=lambda: train_step(model, loss_fn, b, opt, bf16))
+    if not bf16:
+        ref = baseline_model(model)
+        ref_opt = baseline_adam(ref)
+        fns['baseline'] = lambda: train_step(ref, loss_fn, b, ref_opt)
+    t = alternate(fns, repeats, 1, device)
+    return dict(value=batch / t['ours'], unit='windows/s', **({'baseline': batch / t['baseline']} if 'baseline' in t else {}))
 
 # %% ../nbs/07_bench.ipynb #6013f936
-def case_generate(preset:str, device:torch.device, repeats:int, n_dances:int=1, seconds:float=20.0) -> tuple[float, str]:
-    "Seconds to generate `n_dances` dances of `seconds` (codes by the GPT, joints by the VQ-VAE decoders)."
+def case_generate(preset:str, device:torch.device, repeats:int, n_dances:int=1, seconds:float=20.0, compare:bool=True) -> dict:
+    "Seconds to generate `n_dances` greedy dances of `seconds` (codes by the GPT, joints by the VQ-VAE), ours and the reference's."
     gpt, vq = _gpt(preset, device).eval(), SepVQVAE(vqvae_config(preset)).to(device).eval()
     n = int(seconds * 7.5)
     music = torch.randn(n_dances, n, gpt.config['n_music'], device=device)   # (B, N, 438)
     start = torch.zeros(n_dances, 1, dtype=torch.long, device=device)
-    def run(): codes_to_joints(vq, *generate(gpt, music, start, start))
-    return median_time(run, repeats, 1, device), 's'
+    fns = dict(ours=lambda: codes_to_joints(vq, *generate(gpt, music, start, start)))
+    if compare:
+        ref = baseline_model(gpt).eval()
+        fns['baseline'] = lambda: codes_to_joints(vq, *baseline_generate(ref, music, start, start))
+    t = alternate(fns, repeats, 1, device)
+    return dict(value=t['ours'], unit='s', **({'baseline': t['baseline']} if compare else {}))
+
+# %% ../nbs/07_bench.ipynb #e1b0a011
+def loss_curves(kind:str, preset:str='cpu', steps:int=200, batch:int=16, seed:int=0, progress:bool=False) -> tuple[list, list]:
+    "Training losses of ours and of the reference over `steps` steps from the same weights and batches (fresh random batch each step)."
+    torch.manual_seed(seed)
+    model, loss_fn, _, params = train_setup(kind, preset, torch.device('cpu'), batch)
+    ref = baseline_model(model)
+    pairs = ((model, adam(params, 1e-4)), (ref, baseline_adam(ref)))
+    curves = ([], [])
+    for i in tqdm(range(steps), desc=f'{kind} loss curves', disable=not progress):
+        torch.manual_seed(seed + 1 + i)
+        b = train_setup_batch(kind, model, batch)
+        for (m, opt), out in zip(pairs, curves):
+            torch.manual_seed(seed * 7919 + i)
+            out.append(train_step(m, loss_fn, b, opt))
+    return curves
 
 # %% ../nbs/07_bench.ipynb #efbcf0ba
 def random_dances(n:int, seed:int=0, seconds=(20, 30)) -> list[np.ndarray]:
@@ -123,7 +222,7 @@ def case_music(seconds:float=60.0) -> tuple[float, str]:
 
 # %% ../nbs/07_bench.ipynb #33d31627
 def case_render(seconds:float=2.0) -> tuple[float, str]:
-    "Seconds of rendering (mp4, 320 px) per second of dance."
+    "Seconds of rendering (mp4, 720 px tall, `render_video`'s default) per second of dance."
     d = Path(tempfile.mkdtemp())
     j = demo_dance(seconds)
     t0 = time.perf_counter()
@@ -140,15 +239,16 @@ def case_fk(frames:int=50_000, target:int=1_100_000) -> tuple[float, str]:
 
 # %% ../nbs/07_bench.ipynb #b891caaf
 def _run_case(name:str, kw:dict, device:str) -> dict:
-    "Run one case here; returns its figure, unit and peak memory."
+    "Run one case here; returns its figure, unit, the reference's figure (where it has one) and peak memory."
     seed_everything(0)
     torch.set_num_threads(torch.get_num_threads())
     dev = pick_device(device)
     fn = globals()[f'case_{name}']
     if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
-    value, unit = fn(device=dev, **kw) if 'device' in fn.__code__.co_varnames else fn(**kw)
+    out = fn(device=dev, **kw) if 'device' in fn.__code__.co_varnames else fn(**kw)
+    out = out if isinstance(out, dict) else dict(zip(('value', 'unit'), out))
     peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == 'cuda' else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return dict(value=value, unit=unit, peak_mib=peak, memory='GPU allocated' if dev.type == 'cuda' else 'process RSS')
+    return dict(out, peak_mib=peak, memory='GPU allocated' if dev.type == 'cuda' else 'process RSS')
 
 # %% ../nbs/07_bench.ipynb #61617322
 def run_case(name:str, kw:dict, device:str='cpu') -> dict:
@@ -158,44 +258,53 @@ def run_case(name:str, kw:dict, device:str='cpu') -> dict:
 
 # %% ../nbs/07_bench.ipynb #98d9c26a
 def bench_plan(devices:list[str], presets=('cpu', 'paper'), quick:bool=False) -> list[tuple[str, str, dict, str]]:
-    "The (label, case, kwargs, device) rows of a benchmark."
+    "The (label, case, kwargs, device) rows of a benchmark (bf16 rows on CUDA, and on CPUs with native bf16, for the cpu preset)."
     reps = 1 if quick else 3
     rows = []
     for dev in devices:
         for p in presets:
-            rows += [(f'VQ-VAE train ({p}, batch 32)', 'vqvae_train', dict(preset=p, repeats=reps), dev),
-                     (f'GPT train ({p}, batch 32)', 'gpt_train', dict(preset=p, repeats=reps), dev),
+            rows += [(f'VQ-VAE train ({p}, batch 32)', 'train', dict(kind='vqvae', preset=p, repeats=reps), dev),
+                     (f'GPT train ({p}, batch 32)', 'train', dict(kind='gpt', preset=p, repeats=reps), dev),
                      (f'generate 1 x 20 s ({p})', 'generate', dict(preset=p, repeats=reps), dev),
-                     (f'generate 32 x 20 s ({p})', 'generate', dict(preset=p, repeats=1, n_dances=32), dev)]
-            if dev == 'cuda' or p == 'cpu':   # bf16 autocast: on every GPU, and on the CPU for the cpu preset
-                rows += [(f'VQ-VAE train ({p}, batch 32, bf16)', 'vqvae_train', dict(preset=p, repeats=reps, bf16=True), dev),
-                         (f'GPT train ({p}, batch 32, bf16)', 'gpt_train', dict(preset=p, repeats=reps, bf16=True), dev)]
+                     (f'generate 32 x 20 s ({p})', 'generate', dict(preset=p, repeats=1, n_dances=32, compare=False), dev)]
+            if dev == 'cuda' or (p == 'cpu' and cpu_bf16()):
+                rows += [(f'{name} train ({p}, batch 32, bf16)', 'train', dict(kind=kind, preset=p, repeats=reps, bf16=True), dev)
+                         for name, kind in (('VQ-VAE', 'vqvae'), ('GPT', 'gpt'))]
     n_ref = 100 if quick else 1363
     rows += [(f'metrics features ({n_ref} reference + 40 dances)', 'metrics', dict(n_reference=n_ref), 'cpu'),
              ('music features (60 fps)', 'music', {}, 'cpu'),
-             ('render mp4 320 px', 'render', {}, 'cpu'),
+             ('render mp4 720 px tall', 'render', {}, 'cpu'),
              ('SMPL forward kinematics, AIST++ (1.1 M frames)', 'fk', {}, 'cpu')]
     return rows
 
 # %% ../nbs/07_bench.ipynb #7961a5c3
+def speedup(r:dict) -> float|None:
+    "How many times faster ours is than the reference in a result row (None without a reference)."
+    if r.get('baseline') is None: return None
+    return r['baseline'] / r['value'] if r['unit'] == 's' else r['value'] / r['baseline']
+
 def format_table(results:list[dict]) -> str:
-    "A plain-text table of benchmark results."
-    head = f"{'case':<52} {'device':<6} {'value':>10} {'unit':<10} {'peak MiB':>9}"
+    "A plain-text table of benchmark results: ours, the reference and the speed-up where there is one."
+    head = f"{'case':<48} {'device':<6} {'ours':>9} {'baseline':>9} {'speed-up':>8} {'unit':<10} {'peak MiB':>9}"
     lines = [head, '-' * len(head)]
     for r in results:
-        lines.append(f"{r['case']:<52} {r['device']:<6} {r['value']:>10.3f} {r['unit']:<10} {r['peak_mib']:>9.0f}")
+        b, x = r.get('baseline'), speedup(r)
+        lines.append(f"{r['case']:<48} {r['device']:<6} {r['value']:>9.3f} {'' if b is None else f'{b:.3f}':>9} "
+                     f"{'' if x is None else f'{x:.2f}x':>8} {r['unit']:<10} {r['peak_mib']:>9.0f}")
     return '\n'.join(lines)
 
 # %% ../nbs/07_bench.ipynb #96bed558
 def run_bench(out:str|Path='bench.json', quick:bool=False, presets=('cpu', 'paper'), devices:list[str]|None=None) -> list[dict]:
-    "Run every case, print the table and write it (with the machine) as JSON."
+    "Run every case, print the CPU's paths and the table, and write them (with the machine and its load) as JSON."
     devices = devices or (['cpu', 'cuda'] if torch.cuda.is_available() else ['cpu'])
-    results = []
+    load0, results = os.getloadavg(), []
     for label, case, kw, dev in tqdm(bench_plan(devices, presets, quick), desc='bench'):
         results.append(dict(case=label, device=dev, **run_case(case, kw, dev)))
+    meta = dict(date=time.strftime('%Y-%m-%d'), torch=torch.__version__, cpu_paths=cpu_paths(), load_before=load0,
+                load_after=os.getloadavg(), cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    print('CPU paths:', ', '.join(f'{k} {v}' for k, v in meta['cpu_paths'].items()),
+          f"| load average {load0[0]:.1f} before, {meta['load_after'][0]:.1f} after")
     print(format_table(results))
-    meta = dict(date=time.strftime('%Y-%m-%d'), torch=torch.__version__, threads=torch.get_num_threads(),
-                cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
     atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(dict(machine=meta, results=results), indent=1)))
     return results
 

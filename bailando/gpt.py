@@ -67,11 +67,19 @@ class CrossCausalAttention(nn.Module):
         self.proj = nn.Linear(n_embd, n_embd)
         self.resid_drop = nn.Dropout(dropout)
 
-    def forward(self, x, mask):
-        B, T, C = x.shape  # (B, 3t, C)
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # each (B, nh, 3t, hs)
+    def forward(self, x, mask, # (B, 3t, C) tokens, (3t, 3t) mask
+                rows=None):    # only these query positions (all when None): keys and values still come from every token
+        B, T, C = x.shape
+        hs = C // self.n_head
+        if rows is None:
+            q, k, v = self.qkv(x).view(B, T, 3, self.n_head, hs).permute(2, 0, 3, 1, 4)  # each (B, nh, 3t, hs)
+        else:
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, rows], w[:C], b[:C]).view(B, -1, self.n_head, hs).transpose(1, 2)        # (B, nh, r, hs)
+            k, v = F.linear(x, w[C:], b[C:]).view(B, T, 2, self.n_head, hs).permute(2, 0, 3, 1, 4)     # each (B, nh, 3t, hs)
+            mask = mask[rows]                                                                          # (r, 3t)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, 3t, C)
+        y = y.transpose(1, 2).reshape(B, -1, C)  # (B, 3t or r, C)
         return self.resid_drop(self.proj(y))
 
 # %% ../nbs/02_gpt.ipynb #e33de59b
@@ -83,8 +91,8 @@ class Block(nn.Module):
         self.attn = CrossCausalAttention(n_embd, n_head, dropout)
         self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd), nn.Dropout(dropout))
 
-    def forward(self, x, mask):
-        x = x + self.attn(self.ln1(x), mask)  # (B, 3t, C)
+    def forward(self, x, mask, rows=None): # rows: compute only these positions' outputs (see `CrossCausalAttention`)
+        x = (x if rows is None else x[:, rows]) + self.attn(self.ln1(x), mask, rows)  # (B, 3t or r, C)
         return x + self.mlp(self.ln2(x))
 
 # %% ../nbs/02_gpt.ipynb #3eca1f76
@@ -141,13 +149,17 @@ class GPTHead(nn.Module):
         self.head_down = nn.Linear(C, cfg['vocab_down'], bias=False)
         self.apply(_init_weights)
 
-    def forward(self, feat, targets=None):
+    def forward(self, feat, targets=None,
+                last:bool=False): # only the last step's logits, 2 x (B, 1, V): the last block computes just those two positions
         t = feat.shape[1] // 3
+        if last and targets is not None: raise ValueError('last=True gives only the last step: train without it')
         mask = cross_causal_mask(t, feat.device)
-        x = feat
-        for blk in self.blocks: x = blk(x, mask)
-        x = self.ln_f(x)  # (B, 3t, C)
-        logits = (self.head_up(x[:, t:2 * t]), self.head_down(x[:, 2 * t:]))  # 2 x (B, t, V)
+        x, rows = feat, [2 * t - 1, 3 * t - 1] if last else None   # the last upper and the last lower token
+        for i, blk in enumerate(self.blocks): x = blk(x, mask, rows if i == len(self.blocks) - 1 else None)
+        if last and not self.blocks: x = x[:, rows]
+        x = self.ln_f(x)  # (B, 3t, C), or (B, 2, C) when last
+        if last: logits = (self.head_up(x[:, :1]), self.head_down(x[:, 1:]))  # 2 x (B, 1, V)
+        else: logits = (self.head_up(x[:, t:2 * t]), self.head_down(x[:, 2 * t:]))  # 2 x (B, t, V)
         if targets is None: return logits, None
         loss = sum(F.cross_entropy(lg.reshape(-1, lg.shape[-1]), tg.reshape(-1)) for lg, tg in zip(logits, targets))
         return logits, loss
@@ -161,8 +173,9 @@ class CrossCondGPT(nn.Module):
         self.base, self.head = GPTBase(self.config), GPTHead(self.config)
 
     def forward(self, idx_up, idx_down, music, # (B, t) codes, (B, t) codes, (B, t, n_music) music
-                targets=None):                 # optional (targets_up, targets_down), each (B, t)
-        return self.head(self.base(idx_up, idx_down, music), targets)
+                targets=None,                  # optional (targets_up, targets_down), each (B, t)
+                last:bool=False):              # only the last step's logits (generation), 2 x (B, 1, V)
+        return self.head(self.base(idx_up, idx_down, music), targets, last)
 
 # %% ../nbs/02_gpt.ipynb #a6274990
 @torch.no_grad()
@@ -274,7 +287,7 @@ def generate(model, music, start_up, start_down, # (B, N, n_music) music; (B, s)
     up[:, :s], down[:, :s] = start_up, start_down
     for k in tqdm(range(s - 1, N - 1), desc='generate', disable=not progress):
         lo = max(0, k + 1 - W)
-        (lu, ld), _ = model(up[:, lo:k + 1], down[:, lo:k + 1], music[:, lo + 1:k + 2])  # music of the step being predicted
+        (lu, ld), _ = model(up[:, lo:k + 1], down[:, lo:k + 1], music[:, lo + 1:k + 2], last=True)  # music of the step being predicted
         up[:, k + 1], down[:, k + 1] = _pick(lu[:, -1], temperature, top_k, gen), _pick(ld[:, -1], temperature, top_k, gen)
     model.train(was_training)
     return up, down

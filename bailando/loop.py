@@ -16,7 +16,8 @@ from .data import atomic_write, atomic_save, pick_device, read_checkpoint, read_
 
 # %% auto #0
 __all__ = ['in_group', 'world_size', 'this_rank', 'is_main', 'barrier', 'gather_objects', 'from_main', 'rank_device',
-           'data_parallel', 'unwrap', 'rng_state', 'set_rng_state', 'to_device', 'preset_config', 'rank_mean', 'fit']
+           'data_parallel', 'unwrap', 'rng_state', 'set_rng_state', 'to_device', 'preset_config', 'adam', 'rank_mean',
+           'fit']
 
 # %% ../nbs/00b_loop.ipynb #169893ff
 def in_group() -> bool:
@@ -165,6 +166,12 @@ def preset_config(presets:dict, # preset name -> settings (a stage's PRESETS, GP
     if unknown: raise ValueError(f'unknown {what} config keys {sorted(unknown)}; known: {sorted(presets[preset])}')
     return dict(presets[preset], **{k: v for k, v in overrides.items() if v is not None})
 
+# %% ../nbs/00b_loop.ipynb #c0a1d2e4
+def adam(params,                  # parameters or param groups
+         lr:float, betas=(0.9, 0.999)) -> torch.optim.Adam:
+    "Adam with its multi-tensor (`foreach`) update: the per-parameter loop's numbers, with fewer kernel launches."
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), foreach=True)
+
 # %% ../nbs/00b_loop.ipynb #a21fc5c9
 def rank_mean(values, # floats (or 0-d tensors), e.g. a step's loss and its parts
               device) -> list[float]:
@@ -214,7 +221,7 @@ def fit(model,                    # an nn.Module
     if len(dataset) < ranks: raise ValueError(f'{name}: {len(dataset)} training items cannot feed {ranks} ranks')
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad] if params is None else list(params)
-    opt = torch.optim.Adam(params, lr=lr, betas=tuple(betas))
+    opt = adam(params, lr, betas)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(milestones), gamma)
     s = _rank_seed(seed, this_rank())
     torch.manual_seed(s)
