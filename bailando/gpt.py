@@ -75,11 +75,11 @@ class CrossCausalAttention(nn.Module):
             q, k, v = self.qkv(x).view(B, T, 3, self.n_head, hs).permute(2, 0, 3, 1, 4)  # each (B, nh, 3t, hs)
         else:
             w, b = self.qkv.weight, self.qkv.bias
-            q = F.linear(x[:, rows], w[:C], b[:C]).view(B, -1, self.n_head, hs).transpose(1, 2)        # (B, nh, r, hs)
+            q = F.linear(x[:, rows], w[:C], b[:C]).view(B, len(rows), self.n_head, hs).transpose(1, 2)  # (B, nh, r, hs)
             k, v = F.linear(x, w[C:], b[C:]).view(B, T, 2, self.n_head, hs).permute(2, 0, 3, 1, 4)     # each (B, nh, 3t, hs)
             mask = mask[rows]                                                                          # (r, 3t)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).reshape(B, -1, C)  # (B, 3t or r, C)
+        y = y.transpose(1, 2).reshape(B, y.shape[2], C)  # (B, 3t or r, C); an explicit size: B may be 0
         return self.resid_drop(self.proj(y))
 
 # %% ../nbs/02_gpt.ipynb #e33de59b
