@@ -573,6 +573,17 @@ def _curves_section(run):
         ax.set_title(log.stem); ax.set_xlabel('step'); ax.legend(fontsize=7); out.append(_img(fig))
     return ''.join(out) or '<p class="missing">not run (no logs/*.jsonl)</p>'
 
+# %% ../nbs/05_render.ipynb #a1f0c302
+def _real_music_section(run):
+    sets = _read_json(run/'results'/'real_music.json')
+    if not isinstance(sets, dict) or not sets: return '<p class="missing">not run (no results/real_music.json)</p>'
+    keys = ('own', 'mismatched', 'gap', 'n')
+    def cell(v): return f'{v:.3f}' if _num(v) and not isinstance(v, int) else html.escape(str(v)) if v is not None else '–'
+    body = ''.join(f'<tr><td>{html.escape(s)}</td><td>{html.escape(r)}</td>' + ''.join(f'<td>{cell(v.get(k))}</td>' for k in keys) + '</tr>'
+                   for s, rows in sets.items() if isinstance(rows, dict) for r, v in rows.items() if isinstance(v, dict))
+    head = '<th>music</th><th>row</th><th>BAS own music</th><th>BAS mismatched music</th><th>gap</th><th>dances</th>'
+    return f'<table id="real-music-table"><tr>{head}</tr>{body}</table>'
+
 # %% ../nbs/05_render.ipynb #9261bac5
 def _codebook_section(run):
     out = []
@@ -689,6 +700,7 @@ def write_report(run_dir, path=None) -> Path:
     if not run.is_dir(): raise FileNotFoundError(f'run folder not found: {run}')
     sections = [('Metrics', 'FID and diversity on kinetic (k) and geometric (g) features, Beat Align Score; the paper\'s published row first.', _metrics_section),
                 ('Checks', 'What the study must show, computed from the table (results/checks.json).', _checks_section),
+                ('Real music', 'Does each dance follow its own music? Beat Align Score on its own music and on another track\'s (results/real_music.json).', _real_music_section),
                 ('Stage results', 'The summary numbers each stage wrote (results/*.json).', _results_section),
                 ('Training curves', 'Every logged loss of every stage (logs/*.jsonl).', _curves_section),
                 ('Codebook usage', 'How many codes the VQ-VAE uses.', _codebook_section),
