@@ -44,7 +44,7 @@ TRACKS = [
     ('credits1.ogg', 'test', *ETR[:2], 'usr/share/games/etr/music/credits1-cp.ogg', 10, 36, *ETR[2:]),
     ('theme.ogg', 'test', *SUPERTUX[:2], 'usr/share/games/supertux2/music/misc/theme.ogg', 20, 36, *SUPERTUX[2:]),
 ]
-HEADER = ['file', 'split', 'package', 'version', 'path', 'start_s', 'seconds', 'author', 'licence', 'processing']
+HEADER = ['file', 'split', 'package', 'version', 'package_path', 'start_s', 'seconds', 'author', 'licence', 'processing']
 PROCESSING = 'excerpt, mono, 22050 Hz, 50 ms fades in and out, Ogg Vorbis q0 (ffmpeg libvorbis)'
 
 def unpack(pkg:str, version:str, debs:Path) -> Path:
