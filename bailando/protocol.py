@@ -65,7 +65,9 @@ def shared_music() -> dict:
     out = {}
     for name, (sub, patterns) in SHARED_MUSIC.items():
         folder = bd.shared_data(sub)
-        if folder is None: continue
+        if folder is None:
+            print(f'SKIP: the {name} rows of the real-music table (no {sub} folder)')
+            continue
         seen, paths = set(), []
         for p in sorted(q for pat in patterns for q in folder.glob(pat)):
             h = hashlib.sha256(p.read_bytes()).hexdigest()
