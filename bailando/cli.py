@@ -37,7 +37,7 @@ STUDY_PRESETS = {
              '01_vqvae': dict(),
              '02_gpt': dict(),
              '03_actor_critic': dict(),
-             '04_metrics': dict(real_music_seconds=5.0),
+             '04_metrics': dict(real_music_seconds=4.0, real_music_tracks=2),
              '05_render': dict(n_videos=1, seconds=2.0)},
     'cpu': {'00_data': dict(size='study'),
             '01_vqvae': dict(),

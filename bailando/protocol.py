@@ -87,6 +87,7 @@ def music_excerpt(src, dst, seconds:float=20.0) -> Path:
 
 def real_music_rows(run, # run folder with checkpoints/
                     tracks:list, # audio files (two or more tracks)
+                    start_dance=None, # (T, 24, 3): every dance starts from its first code pair (None: the dancer's own choice)
                     seconds:float=20.0, seed:int=0, device='auto',
                     folder:str='real_music') -> dict:
     "Own-vs-mismatched BAS of random codes and each dancer of the run on `tracks`' first `seconds` ({row name: dict})."
@@ -95,6 +96,7 @@ def real_music_rows(run, # run folder with checkpoints/
     wavs = [music_excerpt(p, run / folder / 'music' / f'{Path(p).stem}.wav', seconds) for p in tracks]
     music = [bd.music_features(w, 60) for w in wavs]
     vq, rng = load_vqvae(ck / 'vqvae_root.pt', bd.pick_device(device)), np.random.default_rng(seed)
+    start = None if start_dance is None else first_codes(vq, start_dance)
     for row, ckpt in [('random_codes', None), ('gpt', ck / 'gpt.pt'), ('actor_critic', ck / 'actor_critic.pt')]:
         if ckpt is not None and not ckpt.exists(): continue
         dances = []
@@ -102,7 +104,7 @@ def real_music_rows(run, # run folder with checkpoints/
             if ckpt is None:
                 codes = rng.integers(vq.config['n_codes'], size=(2, 1, len(m) // 8))             # (half, B, N)
                 dances.append(codes_to_joints(vq, codes[0], codes[1])[0])
-            else: dances.append(dance(w, ckpt, seed=seed, device=device))
+            else: dances.append(dance(w, ckpt, seed=seed, device=device, start=start))
         rows[ROW_NAMES[row]] = own_vs_mismatched(dances, music, [w.stem for w in wavs])
     return rows
 
