@@ -18,7 +18,7 @@ import bailando.data as bd
 from .loop import in_group, is_main, barrier, from_main, rank_device
 from .vqvae import vqvae_config, train_vqvae, load_vqvae
 from .gpt import gpt_config, encode_sequences, train_gpt, window_length
-from .actor_critic import ac_settings, fine_tune_args, load_actor, fine_tuning_pieces, fine_tune, training_kinetics
+from .actor_critic import ac_config, load_actor, fine_tuning_pieces, fine_tune, training_kinetics
 
 # %% ../nbs/08_train.ipynb #5bf69af5
 def init_distributed(backend:str='auto', # 'auto' (NCCL when training on GPUs, else gloo), 'nccl' or 'gloo'
@@ -98,22 +98,23 @@ def gpt_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny
                      epochs=epochs, batch_size=batch_size, lr=lr, betas=betas, milestones=milestones, gamma=gamma, stride=stride)
 
 # %% ../nbs/08_train.ipynb #3464ad0e
-def actor_critic_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny', seed:int=0, device:str='auto',
+def actor_critic_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny', seed:int=0,
+                       device:str='auto',
                        music_set:str='test', # 'test' (the paper's), 'train' or a folder of audio files
-                       epochs=None, batch_size=None, lr=None, max_codes=None, # None = the preset's
-                       actor_steps:int=5, critic_steps:int=5, reward_variant:str='code', direction_rate:float=0.0,
+                       epochs=None, batch_size=None, lr=None, max_codes=None, actor_steps=None, critic_steps=None,
+                       reward_variant=None, direction_rate=None, # None = the preset's (`ac_config`)
                       ):
     "Actor-critic fine-tuning, as chapter 03 runs it on the run's GPT: checkpoints/actor_critic.pt."
-    P = ac_settings(preset, epochs=epochs, batch_size=batch_size, lr=lr, max_codes=max_codes)
+    cfg = ac_config(preset, epochs=epochs, batch_size=batch_size, lr=lr, max_codes=max_codes, actor_steps=actor_steps,
+                    critic_steps=critic_steps, reward_variant=reward_variant, direction_rate=direction_rate)
     gpt_path = Path(out_dir)/'checkpoints'/'gpt.pt'
     if not from_main(gpt_path.exists()):
         raise FileNotFoundError(f'{gpt_path}: no GPT in this run yet; train it first (python -m bailando.train gpt ...)')
     root = run_data(out_dir, data_root, data_size, seed)
     gpt, vq = load_actor(out_dir, rank_device(device))
-    pieces = main_first(fine_tuning_pieces, music_set, root, vq, gpt.meta.get('starts', {}), P['max_codes'], seed)
+    pieces = main_first(fine_tuning_pieces, music_set, root, vq, gpt.meta.get('starts', {}), cfg.max_codes, seed)
     reference = main_first(training_kinetics, root)
-    return fine_tune(gpt, vq, pieces, out_dir, **fine_tune_args(P), actor_steps=actor_steps, critic_steps=critic_steps,
-                     reference=reference, variant=reward_variant, direction_rate=direction_rate, seed=seed, device=device, meta=gpt.meta)
+    return fine_tune(gpt, vq, pieces, out_dir, cfg, reference, seed=seed, device=device, meta=gpt.meta)
 
 # %% ../nbs/08_train.ipynb #fb2dd806
 TRAINING_STAGES = {'vqvae': vqvae_stage, 'gpt': gpt_stage, 'actor_critic': actor_critic_stage}
