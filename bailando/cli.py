@@ -114,12 +114,14 @@ def run_stage(stage:str, params:dict, run_dir:Path, quiet:bool=False) -> float:
     if not src.exists(): raise FileNotFoundError(f'{src}: the chapter notebook is missing')
     t0 = time.time()
     try:
-        pm.execute_notebook(src, dst, parameters=params, kernel_name=kernel_name(), cwd=str(src.parent), extra_arguments=KERNEL_ARGS,
+        pm.execute_notebook(src, dst, parameters=params, kernel_name=kernel_name(), cwd=str(src.parent),
+                            extra_arguments=KERNEL_ARGS,
                             progress_bar=False, log_output=not quiet, stdout_file=None if quiet else sys.stdout)
     except pm.PapermillExecutionError as e:
         raise StageFailed(f'stage {stage} failed: {e.ename}: {e.evalue}; see the executed notebook: {dst}') from None
     except DeadKernelError:
-        raise StageFailed(f'stage {stage} failed: its kernel died (killed, or out of memory); see the executed notebook: {dst}') from None
+        raise StageFailed(f'stage {stage} failed: its kernel died (killed, or out of memory); '
+                          f'see the executed notebook: {dst}') from None
     return time.time() - t0
 
 # %% ../nbs/06_study.ipynb #4b2eef92
@@ -339,7 +341,7 @@ def dance_names(stem:str, styles:list, seeds:list) -> list[tuple]:
 
 # %% ../nbs/06_study.ipynb #456bdb3b
 def check_dance(args) -> dict:
-    "Check every input of `bailando dance` (in well under a second, before any model loads); returns the plan of the work."
+    "Check every input of `bailando dance` (well under a second, before any model loads); returns the plan of the work."
     from bailando.gpt import STYLES   # lazy: `bailando --help` and `study` need no model code
     seconds, device = check_seconds(args.seconds), check_device(args.device)
     if args.style != 'all' and args.style not in STYLES:
@@ -355,7 +357,8 @@ def check_dance(args) -> dict:
     for m, d in zip(musics, durations):
         folder = out/m.stem
         if m.stem in seen:
-            raise ValueError(f'{m} and {seen[m.stem]} would both write {folder}; rename one or dance them into another --out')
+            raise ValueError(f'{m} and {seen[m.stem]} would both write {folder}; '
+                             'rename one or dance them into another --out')
         if folder.exists() and not folder.is_dir():
             raise ValueError(f'{folder}: is a file; the dances of {m.name} go into a folder of that name')
         seen[m.stem] = m
@@ -391,7 +394,7 @@ def _lap(times:dict, name:str, t0:float) -> float:
 
 # %% ../nbs/06_study.ipynb #93a31648
 def dance_command(args) -> list[Path]:
-    "`bailando dance`: each music file -> `<out>/<music name>/` holding its dances' mp4s (with the music), joints (.npy, the original's .pkl) and BVH, each written as one set."
+    "`bailando dance`: each music file -> `<out>/<music name>/`, its dances' mp4s, joints (.npy, .pkl) and BVH as one set."
     from bailando.gpt import dance   # lazy: `bailando --help` and `study` need no model code
     from bailando.actor_critic import final_dancer   # lazy: likewise
     from bailando.render import render_videos, save_joints, save_bvh   # lazy: likewise (the renderer)
@@ -406,20 +409,25 @@ def dance_command(args) -> list[Path]:
             tmp = plan['out']/f".{song['folder'].name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
             tmp.mkdir()   # not mkdtemp: the set keeps a folder's usual permissions (the umask's), not 0700
             tmps.append(tmp)
-            t = time.perf_counter(); wav = decode_music(music, tmp/'music.wav', plan['seconds']); t = _lap(times, 'reading the music', t)
+            t = time.perf_counter()
+            wav = decode_music(music, tmp/'music.wav', plan['seconds'])
+            t = _lap(times, 'reading the music', t)
             dances = {}
             for style in dict.fromkeys(st for st, _, _ in names):
                 seeds = [s for st, s, _ in names if st == style]
                 try: made = dance(wav, final_dancer(plan['run']), style=style, seed=seeds, device=plan['device'],
                                   progress=True, times=times)
-                except ValueError as e: raise ValueError(str(e).replace(str(wav), str(music))) from None   # silence etc.: name the user's file
+                except ValueError as e:   # silence etc.: name the user's file
+                    raise ValueError(str(e).replace(str(wav), str(music))) from None
                 dances.update(zip([(style, s) for s in seeds], made))
             t = time.perf_counter()
             for st, s, name in names: save_joints(dances[st, s], tmp/name); save_bvh(dances[st, s], tmp/f'{name}.bvh')
             _lap(times, 'joints and BVH', t)
             jobs += [dict(joints=dances[st, s], path=tmp/f'{name}.mp4', music=wav,
-                          title=f'{music.name}, {st}' + (f', seed {s}' if len(names) > 1 else '')) for st, s, name in names]
-        t = time.perf_counter(); jobs[0]['progress'] = True     # the first video's bar stands for all (they render in parallel)
+                          title=f'{music.name}, {st}' + (f', seed {s}' if len(names) > 1 else ''))
+                     for st, s, name in names]
+        t = time.perf_counter()
+        jobs[0]['progress'] = True     # the first video's bar stands for all (they render in parallel)
         render_videos(jobs, workers=min(len(jobs), os.cpu_count() or 1)); _lap(times, 'render', t)
         for song, tmp in zip(songs, tmps):
             (tmp/'music.wav').unlink(); move_into_place(tmp, song['folder'])
@@ -428,7 +436,8 @@ def dance_command(args) -> list[Path]:
             if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
     print('seconds: ' + ', '.join(f'{k} {v:.1f}' for k, v in times.items()), flush=True)
     for song in songs:
-        print(f"wrote {song['folder']}{os.sep}: {', '.join(sorted(p.name for p in song['folder'].iterdir()))}", flush=True)
+        files = ', '.join(sorted(p.name for p in song['folder'].iterdir()))
+        print(f"wrote {song['folder']}{os.sep}: {files}", flush=True)
     return [song['folder'] for song in songs]
 
 # %% ../nbs/06_study.ipynb #244cf28b
