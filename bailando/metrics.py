@@ -29,7 +29,10 @@ NORM_EPS = 1e-10     # added to the reference std before normalising
 PAPER_KEYS = ('FID_k', 'FID_g', 'Div_k', 'Div_g', 'BAS')
 
 # %% ../nbs/04_metrics.ipynb #626dd144
-def check_joints(joints, name:str='joints', min_frames:int=3) -> np.ndarray:
+def check_joints(joints, name:str='joints',
+                 min_frames:int=3, # the fewest frames accepted (a picture needs one)
+                 dtype=None, # the returned array's dtype (None: floats as given, whole numbers as float64)
+                ) -> np.ndarray:
     "`joints` as a numpy float array of shape (T, 24, 3); a clear ValueError otherwise."
     if hasattr(joints, 'detach'): joints = joints.detach().cpu().numpy()  # torch tensors too
     x = np.asarray(joints)
@@ -42,7 +45,7 @@ def check_joints(joints, name:str='joints', min_frames:int=3) -> np.ndarray:
     if not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
         raise ValueError(f'{name}: NaN or inf at frame {bad[0]}, joint {bad[1]}')
-    return x
+    return x if dtype is None else x.astype(dtype)
 
 # %% ../nbs/04_metrics.ipynb #181afde2
 def _window_sums(terms, first:int, n_frames:int, w:int=2):
