@@ -158,6 +158,13 @@ def test_shipped_music_has_sources_and_free_licences():
     assert sum(p.stat().st_size for p in D.MUSIC_DIR.iterdir()) < 5e6                                # a few MB in all
 
 
+def test_shipped_music_carries_the_licence_text_it_names():
+    "Every shipped track may be redistributed under GPL-2 (GPL-2, GPL-2+ or a choice that includes it), whose text is beside them."
+    text = (D.MUSIC_DIR/'COPYING.GPL-2').read_text()
+    assert 'GNU GENERAL PUBLIC LICENSE' in text and 'Version 2, June 1991' in text
+    for r in D.real_music(): assert 'GPL-2' in r['licence'], r['file']
+
+
 def test_held_out_tracks_are_never_heard_in_training(tiny):
     plan = D._plan('study', np.random.default_rng(0))
     heard = {p['track'] for p in plan if p['split'] == 'train'}
