@@ -5,6 +5,7 @@
 # %% ../nbs/03_actor_critic.ipynb #9d9dc9e8
 from __future__ import annotations
 import json, time, warnings
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,15 +13,17 @@ from tqdm.auto import tqdm
 import bailando.data as bd
 from torch import nn
 import torch.nn.functional as F
-from .gpt import GPTHead, gpt_config, CrossCondGPT, encode_sequences, generate_many, codes_to_joints, load_dancer
-from .metrics import motion_beats, music_beats, beat_align_score, kinetic_features, centred, normalize, fid, MAX_FRAMES
+from .gpt import (GPTHead, gpt_config, CrossCondGPT, encode_sequences, generate_many, codes_to_joints,
+                          load_dancer)
+from .metrics import (motion_beats, music_beats, beat_align_score, kinetic_features, centred, normalize, fid,
+                              MAX_FRAMES)
 
 # %% auto #0
 __all__ = ['BEAT_REWARD', 'AC_PRESETS', 'unit_flags', 'beat_reward', 'direction_reward', 'critic_config', 'Critic',
            'prefix_steps', 'state_features', 'actor_loss', 'td_error', 'ac_update', 'ac_optimizer', 'make_windows',
            'piece_reward', 'pieces_from_sequences', 'pieces_from_folder', 'dance_bas', 'dance_kinetic', 'rollout',
-           'rollout_windows', 'rollout_ranks', 'rollout_score', 'better', 'fine_tune', 'load_actor', 'final_dancer',
-           'fine_tuning_pieces', 'ac_settings', 'fine_tune_args', 'training_kinetics']
+           'rollout_windows', 'rollout_ranks', 'ACConfig', 'ac_config', 'ac_record', 'rollout_score', 'better',
+           'training_kinetics', 'fine_tune', 'load_actor', 'final_dancer', 'fine_tuning_pieces']
 
 # %% ../nbs/03_actor_critic.ipynb #70828976
 import os
@@ -46,11 +49,12 @@ BEAT_REWARD = 5.0
 
 def beat_reward(music_units:np.ndarray, # (U,) 0/1 music beat per code
                 motion_units:np.ndarray, # (U,) 0/1 motion beat per code
-                variant:str='code', # 'code': the released code's reward; 'paper': no penalty where the music has no beat
+                variant:str='code', # 'code': the released reward; 'paper': no penalty where the music has no beat
                ) -> np.ndarray:
     "Per-code beat reward: +5 on a hit, -5 otherwise ('code'), or +5 also wherever the music has no beat ('paper')."
     music, motion = np.asarray(music_units, np.float32), np.asarray(motion_units, np.float32)
-    if music.shape != motion.shape: raise ValueError(f'music {music.shape} and motion {motion.shape} beats differ in length')
+    if music.shape != motion.shape:
+        raise ValueError(f'music {music.shape} and motion {motion.shape} beats differ in length')
     if variant not in ('code', 'paper'): raise ValueError(f"unknown reward variant {variant!r}; use 'code' or 'paper'")
     good = music * motion                                               # a hit: both beats in the code
     if variant == 'paper': good = np.where(music == 0, 1.0, good)       # no music beat: nothing to miss
@@ -127,16 +131,17 @@ def td_error(critic:Critic, feat:torch.Tensor, reward:torch.Tensor, gamma:float=
 
 # %% ../nbs/03_actor_critic.ipynb #61b3279e
 def _global_counts(mask:torch.Tensor, td:torch.Tensor, ranks:int) -> tuple:
-    "The global batch's mask count (at least 1) and TD-error count, each over `ranks`: what every rank divides its sums by."
+    "The global batch's mask count (at least 1) and TD-error count over `ranks`: what every rank divides its sums by."
     c = torch.stack([mask.sum().float(), torch.tensor(float(td.numel()), device=mask.device)])
     dist.all_reduce(c)
     return c[0].clamp_min(1) / ranks, c[1] / ranks
 
-def ac_update(gpt:CrossCondGPT, critic:Critic, opt:torch.optim.Optimizer, batch:dict, # batch: up, down, music, reward, mask
+def ac_update(gpt:CrossCondGPT, critic:Critic, opt:torch.optim.Optimizer,
+              batch:dict, # up, down, music, reward, mask
               actor_steps:int=5, # actor updates on this batch, then
               critic_steps:int=5, # critic updates on it
               gamma:float=1.0, # discount (the original's 1)
-              ranks:int=1, # data-parallel ranks that share the global batch (the head and critic inside DistributedDataParallel)
+              ranks:int=1, # data-parallel ranks sharing the global batch (head and critic inside DDP)
              ) -> dict:
     "One batch of actor-critic fine-tuning; returns mean reward, critic loss (mean TD^2) and actor loss."
     gpt.eval()
@@ -178,10 +183,11 @@ def make_windows(up:np.ndarray, down:np.ndarray, # (L,) generated codes of one p
                  reward:np.ndarray, # (L,) reward of each code
                  window:int=30, # codes per window (the GPT's context + 1)
                 ) -> dict:
-    "Every `window`-code window of a rollout (stride 1) as tensors: up, down (N, W), music (N, W, 438), reward, mask (N, W-2)."
+    "Every `window`-code window of a rollout (stride 1): up, down (N, W), music (N, W, 438), reward, mask (N, W-2)."
     L = len(up)
     if not (len(down) == len(music) == len(reward) == L):
-        raise ValueError(f'rollout lengths differ: up {len(up)}, down {len(down)}, music {len(music)}, reward {len(reward)}')
+        raise ValueError(f'rollout lengths differ: up {len(up)}, down {len(down)}, music {len(music)}, '
+                         f'reward {len(reward)}')
     if L < window: raise ValueError(f'a rollout of {L} codes is shorter than one window of {window}')
     starts = np.arange(L - window + 1)                                     # (N,)
     idx = starts[:, None] + np.arange(window)                              # (N, W)
@@ -244,7 +250,8 @@ def pieces_from_folder(folder, # a folder of audio files
     if bad: warnings.warn(f'{folder}: skipped {len(bad)} file(s): ' + ', '.join(bad))
     if not out:
         raise ValueError(f'{folder}: no readable audio of at least 4 s (looked for {", ".join(bd.MUSIC_EXTS)}; '
-                         f'found {len(files)} candidate file(s)' + (f'; unreadable: {", ".join(bad)}' if bad else '') + ')')
+                         f'found {len(files)} candidate file(s)'
+                         + (f'; unreadable: {", ".join(bad)}' if bad else '') + ')')
     return out
 
 # %% ../nbs/03_actor_critic.ipynb #9f59087a
@@ -254,20 +261,21 @@ def dance_bas(joints:np.ndarray, music60:np.ndarray) -> float:
     return beat_align_score(mb, db) if len(mb) and len(db) else 0.0
 
 def dance_kinetic(joints:np.ndarray, max_frames:int|None=MAX_FRAMES) -> np.ndarray:
-    "Kinetic features (72,) of one dance as the metrics chapter takes them (`centred`: cut, frame 0's root at the origin)."
+    "Kinetic features (72,) of one dance as the metrics chapter takes them (`centred`: cut, root at the origin)."
     return kinetic_features(centred(joints, max_frames))
 
 @torch.no_grad()
 def rollout(gpt:CrossCondGPT, vq, pieces:list[dict], # actor, VQ-VAE, pieces of music
             variant:str='code', direction_rate:float=0.0, # the reward's settings
            ) -> list[dict]:
-    "Greedy dances for all pieces with their per-code rewards: dicts up, down (L,), reward (L,), joints (8L, 24, 3), bas, kinetic (72,)."
+    "Greedy dances for all pieces, each a dict: up, down, reward (L,), joints (8L, 24, 3), bas, kinetic (72,)."
     codes = generate_many(gpt, [p['music'] for p in pieces], [([p['start'][0]], [p['start'][1]]) for p in pieces])
     out = []
     for p, (up, down) in zip(pieces, codes):
         joints = codes_to_joints(vq, up[None], down[None])[0]              # (8L, 24, 3)
         out.append(dict(up=up.numpy(), down=down.numpy(), joints=joints, bas=dance_bas(joints, p['music60']),
-                        reward=piece_reward(joints, p['music60'], variant, direction_rate), kinetic=dance_kinetic(joints)))
+                        reward=piece_reward(joints, p['music60'], variant, direction_rate),
+                        kinetic=dance_kinetic(joints)))
     return out
 
 def rollout_windows(pieces:list[dict], rolls:list[dict], window:int=30) -> dict:
@@ -279,12 +287,49 @@ def rollout_windows(pieces:list[dict], rolls:list[dict], window:int=30) -> dict:
 def rollout_ranks(gpt:CrossCondGPT, vq, pieces:list[dict], # actor, VQ-VAE, pieces of music
                   variant:str='code', direction_rate:float=0.0, # the reward's settings
                  ) -> list[dict]:
-    "`rollout` shared among the ranks (rank r dances pieces r, r+n, ...) and gathered in piece order, without the joints."
+    "`rollout` shared among the ranks (rank r dances pieces r, r+n, ...), gathered in piece order, without the joints."
     n, r = world_size(), this_rank()
     if n == 1: return rollout(gpt, vq, pieces, variant, direction_rate)
     mine = rollout(gpt, vq, pieces[r::n], variant, direction_rate) if pieces[r::n] else []
     got = gather_objects([{k: v for k, v in d.items() if k != 'joints'} for d in mine])
     return [got[i % n][i // n] for i in range(len(pieces))]
+
+# %% ../nbs/03_actor_critic.ipynb #832eac9f
+@dataclass(frozen=True)
+class ACConfig:
+    "The actor-critic stage's settings; the defaults are the released config's (`AC_PRESETS['paper']`)."
+    epochs:int=10 # fine-tuning epochs (the released evaluation takes epoch 10's checkpoint)
+    batch_size:int=128 # windows per global batch
+    lr:float=1e-5 # Adam's learning rate of the actor's head
+    betas:tuple=(0.5, 0.999) # Adam's betas
+    actor_steps:int=5 # actor updates per batch
+    critic_steps:int=5 # critic updates per batch, after the actor's
+    gamma:float=1.0 # discount
+    critic_lr:float=0.0 # the critic's learning rate (0: `lr`, as released: one optimiser, one rate)
+    critic_layers:int=3 # transformer blocks in the critic
+    critic_warmup:int=0 # first epochs that train the critic only (the released `pretrain_critic_epoch`)
+    windows_per_epoch:int=0 # windows drawn per epoch (0: as many as there are)
+    select:str='last' # the actor kept: 'last' (as released) or 'best' (see `better`)
+    guard:float=0.1 # select='best': allowed relative rise of FID_k
+    reward_variant:str='code' # 'code' (the released reward) or 'paper'
+    direction_rate:float=0.0 # weight of the body-direction term (0: off, as released)
+    max_codes:int=0 # codes per fine-tuning piece (0: whole pieces)
+    eval_codes:int=0 # codes per test piece scored before and after (0: whole pieces)
+
+# %% ../nbs/03_actor_critic.ipynb #1bb17394
+AC_PRESETS = {   # what each preset changes of the released settings (`ACConfig`'s defaults)
+    'paper': dict(),
+    'cpu':   dict(epochs=6, batch_size=32, lr=3e-5, windows_per_epoch=320, critic_warmup=1, gamma=0.0, critic_lr=1e-3,
+                  select='best'),
+    'tiny':  dict(epochs=2, batch_size=16, lr=1e-4, max_codes=32, eval_codes=32, select='best'),
+}
+
+def ac_config(preset:str, # a key of AC_PRESETS
+              **overrides, # any setting of `ACConfig` to change; None keeps the preset's
+             ) -> ACConfig:
+    "The preset's settings with the given overrides (`bailando.loop.preset_config`'s rule)."
+    presets = {name: asdict(ACConfig(**changes)) for name, changes in AC_PRESETS.items()}
+    return ACConfig(**preset_config(presets, preset, 'actor-critic', **overrides))
 
 # %% ../nbs/03_actor_critic.ipynb #521c2a46
 def _cpu_state(m:nn.Module) -> dict: return {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
@@ -293,11 +338,13 @@ def _ac_state(gpt, critic, opt, epoch:int, config:dict, best:dict|None=None, las
     "A checkpoint that `load_gpt` reads as a GPT checkpoint, with the critic, optimiser (and selection) for resuming."
     extra = dict(best=best) if best is not None else {}
     if last_model is not None: extra['last_model'] = last_model
-    return dict(model=_cpu_state(gpt), critic=_cpu_state(critic), optimizer=opt.state_dict(), epoch=epoch, config=config, **extra)
+    return dict(model=_cpu_state(gpt), critic=_cpu_state(critic), optimizer=opt.state_dict(), epoch=epoch,
+                config=config, **extra)
 
 def _ac_resume(path:Path, gpt, critic, opt, config:dict) -> tuple:
-    "Load an actor-critic checkpoint into the models and optimiser; return its epoch and best candidate (refuse another config)."
-    try: ck = bd.read_checkpoint(path, need=('model', 'critic', 'optimizer', 'epoch', 'config'), what='checkpoint of the actor-critic')
+    "Load an actor-critic checkpoint into the models and optimiser: (epoch, best candidate); another config is refused."
+    need = ('model', 'critic', 'optimizer', 'epoch', 'config')
+    try: ck = bd.read_checkpoint(path, need=need, what='checkpoint of the actor-critic')
     except ValueError as e: raise ValueError(f'cannot resume from {e}') from None
     if ck['config'].get('actor_critic') != config['actor_critic'] or ck['config'].get('gpt') != config['gpt']:
         raise ValueError(f"cannot resume from {path}: it was trained with {ck['config'].get('actor_critic')}, now "
@@ -307,9 +354,42 @@ def _ac_resume(path:Path, gpt, critic, opt, config:dict) -> tuple:
     opt.load_state_dict(ck['optimizer'])
     return int(ck['epoch']), ck.get('best')
 
+# %% ../nbs/03_actor_critic.ipynb #feb95c1b
+def ac_record(cfg:ACConfig, seed:int, pieces:list[dict]) -> dict:
+    "The settings a checkpoint records and a resume must match (the number of epochs may grow)."
+    return dict(batch_size=cfg.batch_size, lr=cfg.lr, betas=list(cfg.betas), actor_steps=cfg.actor_steps,
+                critic_steps=cfg.critic_steps, gamma=cfg.gamma, windows_per_epoch=cfg.windows_per_epoch,
+                critic_warmup=cfg.critic_warmup, critic_lr=cfg.critic_lr, select=cfg.select, guard=cfg.guard,
+                variant=cfg.reward_variant, direction_rate=cfg.direction_rate, critic_layers=cfg.critic_layers,
+                seed=seed, pieces=[p['name'] for p in pieces])
+
+@dataclass
+class _AcRun:
+    "One run of the stage: its settings, models, optimiser, music and files."
+    cfg:ACConfig
+    gpt:CrossCondGPT
+    vq:nn.Module
+    critic:Critic
+    opt:torch.optim.Optimizer
+    pieces:list
+    reference:np.ndarray|None # select='best': (N, 72) kinetic features of the training dances
+    config:dict # what the checkpoint records: the GPT's meta, its sizes, `ac_record`
+    ckpt:Path
+    log:Path
+    dev:torch.device
+    seed:int
+    name:str
+    progress:bool
+    actor:nn.Module|None=None # what `ac_update` trains: the models themselves, or their DDP wrappers in a group
+    judge:nn.Module|None=None
+
+    def rollouts(self) -> list[dict]:
+        "The current actor's rollouts of every piece (`rollout_ranks`) with the run's reward."
+        return rollout_ranks(self.gpt, self.vq, self.pieces, self.cfg.reward_variant, self.cfg.direction_rate)
 
 # %% ../nbs/03_actor_critic.ipynb #33d41a40
-def rollout_score(rolls:list[dict], reference:np.ndarray, # rollouts (with `kinetic`); (N, 72) training dances' kinetic features
+def rollout_score(rolls:list[dict], # rollouts (with `kinetic`)
+                  reference:np.ndarray, # (N, 72) kinetic features of the training dances
                   epoch:int) -> dict:
     "The selection score of the actor after `epoch` epochs: its rollouts' mean beat-align score and FID_k."
     rk, gk = normalize(np.asarray(reference), np.stack([r['kinetic'] for r in rolls]))
@@ -318,9 +398,13 @@ def rollout_score(rolls:list[dict], reference:np.ndarray, # rollouts (with `kine
 def better(best:dict|None, cand:dict, # the best candidate so far (None: none yet); a new one
            guard:float, # allowed relative rise of FID_k over the first candidate's (`fid_k0`)
           ) -> bool:
-    "Whether `cand` replaces `best`: the first candidate always; later ones with a higher BAS and FID_k within the guard."
+    "Whether `cand` replaces `best`: the first candidate always, later ones with higher BAS and FID_k within the guard."
     if best is None: return True
     return cand['bas'] > best['bas'] and cand['fid_k'] <= (1 + guard) * best['fid_k0']
+
+def training_kinetics(root) -> np.ndarray:
+    "Kinetic features (N, 72) of a data set's training dances, at full length: `select='best'`'s reference."
+    return np.stack([dance_kinetic(s['joints'], None) for s in bd.load_sequences(root, 'train', progress=False)])
 
 # %% ../nbs/03_actor_critic.ipynb #2dd48d74
 def _keep_best(best:dict|None, gpt, rolls:list[dict], reference, epoch:int, guard:float) -> tuple:
@@ -330,100 +414,120 @@ def _keep_best(best:dict|None, gpt, rolls:list[dict], reference, epoch:int, guar
         best = dict(score, fid_k0=best['fid_k0'] if best else score['fid_k'], model=_cpu_state(gpt))
     return dict(best, scored=epoch), score
 
-def _select(best, gpt, vq, critic, opt, pieces, reference, epochs:int, guard:float, config:dict, ckpt, log, variant, direction_rate):
-    "Score the final actor too, then load the best one and write it as the checkpoint's model (the last one rides along)."
-    final = {}
+def _select(run:_AcRun, best:dict|None):
+    "Score the final actor too, load the best one and write it as the checkpoint's model (the last one rides along)."
+    epochs, final = run.cfg.epochs, {}
     if best is None or best['scored'] < epochs:
-        best, s = _keep_best(best, gpt, rollout_ranks(gpt, vq, pieces, variant, direction_rate), reference, epochs, guard)
+        best, s = _keep_best(best, run.gpt, run.rollouts(), run.reference, epochs, run.cfg.guard)
         final = dict(final_bas=s['bas'], final_fid_k=s['fid_k'])
-    last = _cpu_state(gpt)
-    gpt.load_state_dict(best['model'])
+    last = _cpu_state(run.gpt)
+    run.gpt.load_state_dict(best['model'])
     if is_main():
-        bd.atomic_save(_ac_state(gpt, critic, opt, epochs, config, best, last), ckpt)
-        with open(log, 'a') as f: f.write(json.dumps(dict(epoch=epochs, kind='selected', selected_epoch=best['epoch'],
-                                                         **{k: best[k] for k in ('bas', 'fid_k', 'fid_k0')}, **final)) + '\n')
+        bd.atomic_save(_ac_state(run.gpt, run.critic, run.opt, epochs, run.config, best, last), run.ckpt)
+        row = dict(epoch=epochs, kind='selected', selected_epoch=best['epoch'],
+                   **{k: best[k] for k in ('bas', 'fid_k', 'fid_k0')}, **final)
+        with open(run.log, 'a') as f: f.write(json.dumps(row) + '\n')
 
 # %% ../nbs/03_actor_critic.ipynb #3c85f43c
 class _Actor(nn.Module):
-    "The actor as `ac_update` sees it in a process group: the frozen base itself, the head inside DistributedDataParallel."
+    "The actor as `ac_update` sees it in a process group: the frozen base, and the head inside DistributedDataParallel."
     def __init__(self, base, head):
         super().__init__()
         self.base, self.head = base, head
 
 def _ac_parallel(gpt:CrossCondGPT, critic:Critic, dev) -> tuple:
-    "(actor, critic) for `ac_update`: the models themselves in a plain process; DDP-wrapped head and critic in a process group."
+    "(actor, critic) for `ac_update`: the models themselves in a plain process, DDP-wrapped head and critic in a group."
     if not in_group(): return gpt, critic
     return _Actor(gpt.base, data_parallel(gpt.head, dev)), data_parallel(critic, dev)
 
-# %% ../nbs/03_actor_critic.ipynb #fbf77f0d
-def fine_tune(gpt:CrossCondGPT, vq, pieces:list[dict], # the actor (from the GPT stage), its VQ-VAE, the fine-tuning music
-              run_dir, # the run folder: checkpoints/actor_critic.pt, logs/actor_critic.jsonl
-              *, epochs:int, batch_size:int=128, lr:float=1e-5, betas=(0.5, 0.999),
-              actor_steps:int=5, critic_steps:int=5, gamma:float=1.0,
-              windows_per_epoch:int=0, # windows drawn per epoch (0: as many as there are, as released)
-              critic_warmup:int=0, # first epochs that train the critic only (the released `pretrain_critic_epoch`, 0)
-              critic_lr:float=0.0, # the critic's learning rate (0: `lr`, as released)
-              select:str='last', # the actor kept: 'last' (as released) or 'best' (see `better`)
-              guard:float=0.1, # select='best': allowed relative FID_k rise
-              reference:np.ndarray|None=None, # select='best': (N, 72) kinetic features of the training dances
-              variant:str='code', direction_rate:float=0.0, # the reward
-              critic_layers:int=3, seed:int=0, device='auto', meta:dict|None=None, # meta: the GPT checkpoint's config
-              name:str='actor_critic', progress:bool=True,
-             ) -> tuple[CrossCondGPT, Critic]:
-    "Actor-critic fine-tuning of `gpt`'s head for `epochs` epochs; resumes exactly from the run's checkpoint."
-    dev, run_dir = rank_device(device), Path(run_dir)
-    ckpt, log = run_dir/'checkpoints'/f'{name}.pt', run_dir/'logs'/f'{name}.jsonl'
-    ranks, rank, main = world_size(), this_rank(), is_main()
-    if batch_size % ranks: raise ValueError(f'{name}: a global batch of {batch_size} does not split over {ranks} ranks; '
-                                            f'pick a batch size divisible by {ranks} or another number of ranks')
-    window = gpt.config['block_size'] + 1
-    if select not in ('last', 'best'): raise ValueError(f"{name}: unknown select {select!r}; use 'last' or 'best'")
-    if select == 'best' and reference is None: raise ValueError(f"{name}: select='best' needs the training dances' kinetic features (reference)")
+# %% ../nbs/03_actor_critic.ipynb #2ba6d296
+def _check_stage(cfg:ACConfig, gpt:CrossCondGPT, pieces:list[dict], reference, name:str):
+    "Refuse settings and music the stage cannot run with, before anything is written, naming what is wrong."
+    ranks, window = world_size(), gpt.config['block_size'] + 1
+    if cfg.batch_size % ranks:
+        raise ValueError(f'{name}: a global batch of {cfg.batch_size} does not split over {ranks} ranks; '
+                         f'pick a batch size divisible by {ranks} or another number of ranks')
+    if cfg.select not in ('last', 'best'):
+        raise ValueError(f"{name}: unknown select {cfg.select!r}; use 'last' or 'best'")
+    if cfg.select == 'best' and reference is None:
+        raise ValueError(f"{name}: select='best' needs the training dances' kinetic features (reference)")
     short = [p['name'] for p in pieces if len(p['music']) < window]
     if short: raise ValueError(f'{len(short)} piece(s) are shorter than one window of {window} codes: {short[:5]}')
-    ac = dict(batch_size=batch_size, lr=lr, betas=list(betas), actor_steps=actor_steps, critic_steps=critic_steps,
-              gamma=gamma, windows_per_epoch=windows_per_epoch, critic_warmup=critic_warmup, critic_lr=critic_lr, select=select, guard=guard, variant=variant,
-              direction_rate=direction_rate,
-              critic_layers=critic_layers, seed=seed,
-              pieces=[p['name'] for p in pieces])
-    config = dict(meta or {}, gpt=dict(gpt.config), actor_critic=ac)
+
+def _trim_log(log:Path, start:int) -> int:
+    "Keep the log's records of the epochs before `start` (rank 0 rewrites it); returns how many batch records it keeps."
+    rows = [r for r in read_log(log) if r.get('epoch', 0) < start] if is_main() else []
+    if is_main(): bd.atomic_write(log, lambda tmp: Path(tmp).write_text(''.join(json.dumps(r) + '\n' for r in rows)))
+    return sum(1 for r in rows if 'kind' not in r)
+
+# %% ../nbs/03_actor_critic.ipynb #36aa1c95
+def _updates(run:_AcRun, epoch:int, data:dict, step:int, f) -> tuple:
+    "The epoch's batches of windows (drawn with replacement by (seed, epoch)), one log record each: (mean stats, step)."
+    cfg, ranks, rank = run.cfg, world_size(), this_rank()
+    n = len(data['up'])
+    gen = torch.Generator().manual_seed(run.seed * 1_000_003 + epoch)
+    order = torch.randint(n, (cfg.windows_per_epoch or n,), generator=gen)   # with replacement, as the original
+    actor_steps = cfg.actor_steps if epoch >= cfg.critic_warmup else 0
+    sums, nb = dict(reward=0., critic_loss=0., actor_loss=0., td2=0.), 0
+    for i in tqdm(range(0, len(order), cfg.batch_size), desc=f'{run.name} {epoch + 1}/{cfg.epochs}',
+                  disable=not (run.progress and is_main()), leave=False):
+        share = order[i:i + cfg.batch_size][rank::ranks]   # this rank's share of the global batch
+        batch = {k: v[share].to(run.dev) for k, v in data.items()}
+        st = ac_update(run.actor, run.judge, run.opt, batch, actor_steps, cfg.critic_steps, cfg.gamma, ranks)
+        st = dict(zip(st, rank_mean(st.values(), run.dev)))   # averaged over the ranks
+        f.write(json.dumps(dict(epoch=epoch, step=step, **st)) + '\n')
+        step += 1
+        nb += 1
+        for k in sums: sums[k] += st[k]
+    return {k: v / nb for k, v in sums.items()}, step
+
+def _epoch(run:_AcRun, epoch:int, best:dict|None, step:int) -> tuple:
+    "One epoch of rollouts and updates, its log records and its checkpoint: (best candidate, step)."
+    t0 = time.time()
+    rolls = run.rollouts()
+    score = {}
+    if run.cfg.select == 'best': best, score = _keep_best(best, run.gpt, rolls, run.reference, epoch, run.cfg.guard)
+    data = rollout_windows(run.pieces, rolls, run.gpt.config['block_size'] + 1)
+    with open(run.log if is_main() else os.devnull, 'a') as f:
+        means, step = _updates(run, epoch, data, step, f)
+        f.write(json.dumps(dict(epoch=epoch, kind='epoch', **means,
+                                reward_rollout=float(np.mean([r['reward'].mean() for r in rolls])),
+                                bas=float(np.mean([r['bas'] for r in rolls])), windows=len(data['up']),
+                                **({'fid_k': score['fid_k']} if score else {}),
+                                seconds=time.time() - t0)) + '\n')
+    if is_main(): bd.atomic_save(_ac_state(run.gpt, run.critic, run.opt, epoch + 1, run.config, best), run.ckpt)
+    return best, step
+
+def _finish(run:_AcRun, best:dict|None, start:int):
+    "After the last epoch: keep the best actor (select='best'), or write the checkpoint a run with no epoch lacks."
+    if run.cfg.select == 'best': _select(run, best)
+    elif start >= run.cfg.epochs and not from_main(run.ckpt.exists()) and is_main():
+        bd.atomic_save(_ac_state(run.gpt, run.critic, run.opt, run.cfg.epochs, run.config), run.ckpt)
+
+# %% ../nbs/03_actor_critic.ipynb #fbf77f0d
+def fine_tune(gpt:CrossCondGPT, vq, # the actor (from the GPT stage) and its VQ-VAE
+              pieces:list[dict], # the fine-tuning music
+              run_dir, # the run folder: checkpoints/<name>.pt, logs/<name>.jsonl
+              cfg:ACConfig, # the stage's settings (`ac_config`)
+              reference:np.ndarray|None=None, # select='best': (N, 72) kinetic features of the training dances
+              *, seed:int=0, device='auto', meta:dict|None=None, # meta: the GPT checkpoint's config
+              name:str='actor_critic', progress:bool=True,
+             ) -> tuple[CrossCondGPT, Critic]:
+    "Actor-critic fine-tuning of `gpt`'s head for `cfg.epochs` epochs; resumes exactly from the run's checkpoint."
+    _check_stage(cfg, gpt, pieces, reference, name)
+    dev, run_dir = rank_device(device), Path(run_dir)
     bd.seed_everything(seed)
     gpt.to(dev)
     vq.to(dev).eval()
-    critic = Critic(critic_config(gpt.config, critic_layers)).to(dev)
-    opt = ac_optimizer(gpt, critic, lr, betas, critic_lr)
-    start, best = _ac_resume(ckpt, gpt, critic, opt, config) if from_main(ckpt.exists()) else (0, None)
-    rows = [r for r in read_log(log) if r.get('epoch', 0) < start] if main else []
-    if main: bd.atomic_write(log, lambda tmp: Path(tmp).write_text(''.join(json.dumps(r) + '\n' for r in rows)))
-    step = sum(1 for r in rows if 'kind' not in r)
-    actor, judge = _ac_parallel(gpt, critic, dev)
-    for epoch in range(start, epochs):
-        t0 = time.time()
-        rolls = rollout_ranks(gpt, vq, pieces, variant, direction_rate)
-        score = {}
-        if select == 'best': best, score = _keep_best(best, gpt, rolls, reference, epoch, guard)
-        data = rollout_windows(pieces, rolls, window)
-        n = len(data['up'])
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        order = torch.randint(n, (windows_per_epoch or n,), generator=gen)   # with replacement, as the original
-        sums, nb = dict(reward=0., critic_loss=0., actor_loss=0., td2=0.), 0
-        with open(log if main else os.devnull, 'a') as f:
-            for i in tqdm(range(0, len(order), batch_size), desc=f'{name} {epoch + 1}/{epochs}', disable=not (progress and main), leave=False):
-                batch = {k: v[order[i:i + batch_size][rank::ranks]].to(dev) for k, v in data.items()}   # this rank's share
-                st = ac_update(actor, judge, opt, batch, actor_steps if epoch >= critic_warmup else 0, critic_steps, gamma, ranks)
-                st = dict(zip(st, rank_mean(st.values(), dev)))   # averaged over the ranks
-                f.write(json.dumps(dict(epoch=epoch, step=step, **st)) + '\n')
-                step += 1
-                nb += 1
-                for k in sums: sums[k] += st[k]
-            f.write(json.dumps(dict(epoch=epoch, kind='epoch', **{k: v / nb for k, v in sums.items()},
-                                    reward_rollout=float(np.mean([r['reward'].mean() for r in rolls])),
-                                    bas=float(np.mean([r['bas'] for r in rolls])), windows=n,
-                                    **({'fid_k': score['fid_k']} if score else {}),
-                                    seconds=time.time() - t0)) + '\n')
-        if main: bd.atomic_save(_ac_state(gpt, critic, opt, epoch + 1, config, best), ckpt)
-    if select == 'best': _select(best, gpt, vq, critic, opt, pieces, reference, epochs, guard, config, ckpt, log, variant, direction_rate)
-    elif start >= epochs and not from_main(ckpt.exists()) and main: bd.atomic_save(_ac_state(gpt, critic, opt, epochs, config), ckpt)
+    critic = Critic(critic_config(gpt.config, cfg.critic_layers)).to(dev)
+    run = _AcRun(cfg, gpt, vq, critic, ac_optimizer(gpt, critic, cfg.lr, cfg.betas, cfg.critic_lr), pieces, reference,
+                 dict(meta or {}, gpt=dict(gpt.config), actor_critic=ac_record(cfg, seed, pieces)),
+                 run_dir/'checkpoints'/f'{name}.pt', run_dir/'logs'/f'{name}.jsonl', dev, seed, name, progress)
+    start, best = _ac_resume(run.ckpt, gpt, critic, run.opt, run.config) if from_main(run.ckpt.exists()) else (0, None)
+    step = _trim_log(run.log, start)
+    run.actor, run.judge = _ac_parallel(gpt, critic, dev)
+    for epoch in range(start, cfg.epochs): best, step = _epoch(run, epoch, best, step)
+    _finish(run, best, start)
     barrier()   # nobody reads the checkpoint before rank 0 has written it
     return gpt.eval(), critic.eval()
 
@@ -446,30 +550,6 @@ def fine_tuning_pieces(music_set:str, # 'test' (the paper's, transductive), 'tra
                        data_root, vq, starts:dict, # data root; VQ-VAE; start codes for user music
                        max_codes:int=0, seed:int=0) -> list[dict]:
     "The pieces of the fine-tuning music set."
-    if music_set in ('test', 'train'): return pieces_from_sequences(vq, bd.load_sequences(data_root, music_set, progress=False), max_codes)
+    if music_set in ('test', 'train'):
+        return pieces_from_sequences(vq, bd.load_sequences(data_root, music_set, progress=False), max_codes)
     return pieces_from_folder(music_set, starts, max_codes, seed)
-
-# %% ../nbs/03_actor_critic.ipynb #1bb17394
-AC_PRESETS = {
-    'paper': dict(epochs=10, batch_size=128, lr=1e-5, max_codes=0, windows_per_epoch=0, eval_codes=0, critic_warmup=0,
-                  gamma=1.0, critic_lr=0.0, select='last', guard=0.1),
-    'cpu':   dict(epochs=6, batch_size=32, lr=3e-5, max_codes=0, windows_per_epoch=320, eval_codes=0, critic_warmup=1,
-                  gamma=0.0, critic_lr=1e-3, select='best', guard=0.1),
-    'tiny':  dict(epochs=2, batch_size=16, lr=1e-4, max_codes=32, windows_per_epoch=0, eval_codes=32, critic_warmup=0,
-                  gamma=1.0, critic_lr=0.0, select='best', guard=0.1),
-}
-
-def ac_settings(preset:str, # a key of AC_PRESETS
-                **overrides, # any key of the preset to change (max_codes 0: whole pieces); None keeps the preset's
-               ) -> dict:
-    "The preset's fine-tuning settings, with the given overrides (`bailando.loop.preset_config`'s rule)."
-    return preset_config(AC_PRESETS, preset, 'actor-critic', **overrides)
-
-def fine_tune_args(P:dict) -> dict:
-    "The `fine_tune` keyword arguments of a preset's settings (from `ac_settings`)."
-    return {k: P[k] for k in ('epochs', 'batch_size', 'lr', 'windows_per_epoch', 'critic_warmup', 'gamma', 'critic_lr',
-                              'select', 'guard')}
-
-def training_kinetics(root) -> np.ndarray:
-    "Kinetic features (N, 72) of a data set's training dances, at full length: `select='best'`'s reference."
-    return np.stack([dance_kinetic(s['joints'], None) for s in bd.load_sequences(root, 'train', progress=False)])

@@ -12,21 +12,18 @@ from .data import atomic_write, load_audio
 __all__ = ['STAGES', 'STUDY_PRESETS', 'KERNEL_ARGS', 'STAGE_SHARE', 'MIN_MUSIC_SECONDS', 'MAX_SEED', 'repo_root', 'data_size',
            'default_data_root', 'stage_params', 'read_stages', 'mark_stage', 'kernel_name', 'StageFailed', 'run_stage',
            'eta', 'fmt_secs', 'training_command', 'train_parallel', 'study_summary', 'run_study', 'build_parser',
-           'is_finished', 'newest_run', 'check_music', 'check_seconds', 'check_device', 'check_run', 'check_out',
-           'dance_names', 'check_dance', 'decode_music', 'move_into_place', 'dance_command', 'one_line', 'main']
+           'is_finished', 'newest_run', 'check_music', 'check_seconds', 'check_device', 'check_run', 'random_run',
+           'check_out', 'dance_names', 'check_dance', 'decode_music', 'move_into_place', 'dance_command', 'one_line',
+           'main']
 
 # %% ../nbs/06_study.ipynb #3e906c47
 import contextlib, subprocess
 
 # %% ../nbs/06_study.ipynb #d3167f4a
-import errno, logging, math, shutil, tempfile
+import errno, logging, math, secrets, shutil, tempfile
 import imageio_ffmpeg
 import torch
-from nbclient.exceptions import DeadKernelError
-from .data import audio_duration, clean_stale_tmp, _umask
-from .gpt import STYLES, dance
-from .actor_critic import final_dancer
-from .render import render_video, render_videos, save_joints, save_bvh
+from .data import atomic_save, audio_duration, clean_stale_tmp
 
 # %% ../nbs/06_study.ipynb #0a97a4fb
 STAGES = ['00_data', '01_vqvae', '02_gpt', '03_actor_critic', '04_metrics', '05_render']
@@ -37,7 +34,7 @@ STUDY_PRESETS = {
              '01_vqvae': dict(),
              '02_gpt': dict(),
              '03_actor_critic': dict(),
-             '04_metrics': dict(),
+             '04_metrics': dict(real_music_seconds=4.0, real_music_tracks=2),
              '05_render': dict(n_videos=1, seconds=2.0)},
     'cpu': {'00_data': dict(size='study'),
             '01_vqvae': dict(),
@@ -112,16 +109,19 @@ class StageFailed(RuntimeError):
 def run_stage(stage:str, params:dict, run_dir:Path, quiet:bool=False) -> float:
     "Execute the chapter `stage` with `params` into `run_dir/<stage>.ipynb`; returns the seconds it took."
     import papermill as pm   # lazy: only a study runs notebooks
+    from nbclient.exceptions import DeadKernelError   # lazy: likewise (nbclient loads jupyter_client and zmq)
     src, dst = repo_root()/'nbs'/f'{stage}.ipynb', Path(run_dir)/f'{stage}.ipynb'
     if not src.exists(): raise FileNotFoundError(f'{src}: the chapter notebook is missing')
     t0 = time.time()
     try:
-        pm.execute_notebook(src, dst, parameters=params, kernel_name=kernel_name(), cwd=str(src.parent), extra_arguments=KERNEL_ARGS,
+        pm.execute_notebook(src, dst, parameters=params, kernel_name=kernel_name(), cwd=str(src.parent),
+                            extra_arguments=KERNEL_ARGS,
                             progress_bar=False, log_output=not quiet, stdout_file=None if quiet else sys.stdout)
     except pm.PapermillExecutionError as e:
         raise StageFailed(f'stage {stage} failed: {e.ename}: {e.evalue}; see the executed notebook: {dst}') from None
     except DeadKernelError:
-        raise StageFailed(f'stage {stage} failed: its kernel died (killed, or out of memory); see the executed notebook: {dst}') from None
+        raise StageFailed(f'stage {stage} failed: its kernel died (killed, or out of memory); '
+                          f'see the executed notebook: {dst}') from None
     return time.time() - t0
 
 # %% ../nbs/06_study.ipynb #4b2eef92
@@ -302,6 +302,24 @@ def check_run(run) -> Path:
         if not (ck/f).is_file(): raise FileNotFoundError(f'{ck/f}: missing, so {run} cannot dance')
     return run
 
+# %% ../nbs/06_study.ipynb #46c7a3a7
+def random_run(run_dir, # the run folder to write (made when missing)
+               preset:str='tiny', # the models' sizes (`vqvae_config`, `gpt_config`)
+               starts:dict|None=None, # the GPT's start codes per genre, {genre: [[up, down], ...]} (None: none)
+              ) -> Path:
+    "A finished run of random weights (seed 0) that `bailando dance` takes: checkpoints/vqvae_root.pt and gpt.pt."
+    from bailando.vqvae import vqvae_config, SepVQVAE, load_vqvae   # lazy: only this job needs the model code
+    from bailando.gpt import CrossCondGPT, gpt_config, save_gpt, vqvae_fingerprint   # lazy: likewise
+    ck = Path(run_dir)/'checkpoints'
+    cfg = vqvae_config(preset)
+    torch.manual_seed(0)
+    atomic_save(dict(config=cfg, model=SepVQVAE(cfg).state_dict()), ck/'vqvae_root.pt')
+    vq, K = load_vqvae(ck/'vqvae_root.pt'), cfg['n_codes']
+    save_gpt(CrossCondGPT(gpt_config(preset, vocab_up=K, vocab_down=K)), ck/'gpt.pt',
+             dict(vqvae=vqvae_fingerprint(vq), starts=starts or {}))
+    mark_stage(run_dir, '02_gpt', 1.0)
+    return Path(run_dir)
+
 # %% ../nbs/06_study.ipynb #90042d25
 def check_out(out) -> Path:
     "The output folder `out` (made later when missing), or a clear error when it is a file or cannot be written."
@@ -323,9 +341,11 @@ def dance_names(stem:str, styles:list, seeds:list) -> list[tuple]:
 
 # %% ../nbs/06_study.ipynb #456bdb3b
 def check_dance(args) -> dict:
-    "Check every input of `bailando dance` (in well under a second, before any model loads); returns the plan of the work."
+    "Check every input of `bailando dance` (well under a second, before any model loads); returns the plan of the work."
+    from bailando.gpt import STYLES   # lazy: `bailando --help` and `study` need no model code
     seconds, device = check_seconds(args.seconds), check_device(args.device)
-    if args.style != 'all' and args.style not in STYLES: raise ValueError(f"--style {args.style!r}: choose one of {', '.join(STYLES)}, or all")
+    if args.style != 'all' and args.style not in STYLES:
+        raise ValueError(f"--style {args.style!r}: choose one of {', '.join(STYLES)}, or all")
     if not 1 <= args.num_dances <= 100: raise ValueError(f'--num-dances must be from 1 to 100, got {args.num_dances}')
     top = MAX_SEED - args.num_dances + 1
     if not 0 <= args.seed <= top: raise ValueError(f'--seed must be a whole number from 0 to {top}, got {args.seed}')
@@ -336,10 +356,14 @@ def check_dance(args) -> dict:
     songs, seen = [], {}
     for m, d in zip(musics, durations):
         folder = out/m.stem
-        if m.stem in seen: raise ValueError(f'{m} and {seen[m.stem]} would both write {folder}; rename one or dance them into another --out')
-        if folder.exists() and not folder.is_dir(): raise ValueError(f'{folder}: is a file; the dances of {m.name} go into a folder of that name')
+        if m.stem in seen:
+            raise ValueError(f'{m} and {seen[m.stem]} would both write {folder}; '
+                             'rename one or dance them into another --out')
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f'{folder}: is a file; the dances of {m.name} go into a folder of that name')
         seen[m.stem] = m
-        songs.append(dict(music=m, duration=d, folder=folder, names=dance_names(m.stem, styles, list(range(args.seed, args.seed + args.num_dances)))))
+        seeds = list(range(args.seed, args.seed + args.num_dances))
+        songs.append(dict(music=m, duration=d, folder=folder, names=dance_names(m.stem, styles, seeds)))
     return dict(songs=songs, seconds=seconds, run=run, out=out, device=device)
 
 # %% ../nbs/06_study.ipynb #1ab99c32
@@ -370,36 +394,50 @@ def _lap(times:dict, name:str, t0:float) -> float:
 
 # %% ../nbs/06_study.ipynb #93a31648
 def dance_command(args) -> list[Path]:
-    "`bailando dance`: each music file -> `<out>/<music name>/` holding its dances' mp4s (with the music), joints (.npy, the original's .pkl) and BVH, each written as one set."
+    "`bailando dance`: each music file -> `<out>/<music name>/`, its dances' mp4s, joints (.npy, .pkl) and BVH as one set."
+    from bailando.gpt import dance   # lazy: `bailando --help` and `study` need no model code
+    from bailando.actor_critic import final_dancer   # lazy: likewise
+    from bailando.render import render_videos, save_joints, save_bvh   # lazy: likewise (the renderer)
     plan = check_dance(args); songs = plan['songs']
     plan['out'].mkdir(parents=True, exist_ok=True); clean_stale_tmp(plan['out'])
     times, jobs, tmps = {}, [], []
     try:
         for song in songs:
             music, names = song['music'], song['names']
-            print(f"dancing to {music} ({song['duration']:.2f} s) with {plan['run']}: {len(names)} dance{'s' * (len(names) > 1)}", flush=True)
-            tmp = Path(tempfile.mkdtemp(dir=plan['out'], prefix=f".{song['folder'].name}.{os.getpid()}.", suffix='.tmp')); tmps.append(tmp)
-            t = time.perf_counter(); wav = decode_music(music, tmp/'music.wav', plan['seconds']); t = _lap(times, 'reading the music', t)
+            print(f"dancing to {music} ({song['duration']:.2f} s) with {plan['run']}: "
+                  f"{len(names)} dance{'s' * (len(names) > 1)}", flush=True)
+            tmp = plan['out']/f".{song['folder'].name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+            tmp.mkdir()   # not mkdtemp: the set keeps a folder's usual permissions (the umask's), not 0700
+            tmps.append(tmp)
+            t = time.perf_counter()
+            wav = decode_music(music, tmp/'music.wav', plan['seconds'])
+            t = _lap(times, 'reading the music', t)
             dances = {}
             for style in dict.fromkeys(st for st, _, _ in names):
                 seeds = [s for st, s, _ in names if st == style]
-                try: made = dance(wav, final_dancer(plan['run']), style=style, seed=seeds, device=plan['device'], progress=True, times=times)
-                except ValueError as e: raise ValueError(str(e).replace(str(wav), str(music))) from None   # silence etc.: name the user's file
+                try: made = dance(wav, final_dancer(plan['run']), style=style, seed=seeds, device=plan['device'],
+                                  progress=True, times=times)
+                except ValueError as e:   # silence etc.: name the user's file
+                    raise ValueError(str(e).replace(str(wav), str(music))) from None
                 dances.update(zip([(style, s) for s in seeds], made))
             t = time.perf_counter()
             for st, s, name in names: save_joints(dances[st, s], tmp/name); save_bvh(dances[st, s], tmp/f'{name}.bvh')
             _lap(times, 'joints and BVH', t)
-            jobs += [dict(joints=dances[st, s], path=tmp/f'{name}.mp4', music=wav, title=f'{music.name}, {st}' + (f', seed {s}' if len(names) > 1 else ''))
+            jobs += [dict(joints=dances[st, s], path=tmp/f'{name}.mp4', music=wav,
+                          title=f'{music.name}, {st}' + (f', seed {s}' if len(names) > 1 else ''))
                      for st, s, name in names]
-        t = time.perf_counter(); jobs[0]['progress'] = True     # the first video's bar stands for all (they render in parallel)
+        t = time.perf_counter()
+        jobs[0]['progress'] = True     # the first video's bar stands for all (they render in parallel)
         render_videos(jobs, workers=min(len(jobs), os.cpu_count() or 1)); _lap(times, 'render', t)
         for song, tmp in zip(songs, tmps):
-            (tmp/'music.wav').unlink(); os.chmod(tmp, 0o777 & ~_umask()); move_into_place(tmp, song['folder'])
+            (tmp/'music.wav').unlink(); move_into_place(tmp, song['folder'])
     finally:
         for tmp in tmps:
             if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
     print('seconds: ' + ', '.join(f'{k} {v:.1f}' for k, v in times.items()), flush=True)
-    for song in songs: print(f"wrote {song['folder']}{os.sep}: {', '.join(sorted(p.name for p in song['folder'].iterdir()))}", flush=True)
+    for song in songs:
+        files = ', '.join(sorted(p.name for p in song['folder'].iterdir()))
+        print(f"wrote {song['folder']}{os.sep}: {files}", flush=True)
     return [song['folder'] for song in songs]
 
 # %% ../nbs/06_study.ipynb #244cf28b

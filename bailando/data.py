@@ -17,13 +17,14 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['SMPL_JOINT_NAMES', 'SMPL_PARENTS', 'SMPL_OFFSETS', 'SMPL_J0', 'UPPER_JOINTS', 'LOWER_JOINTS', 'COCO_TO_SMPL',
-           'BEAT_COLUMN', 'MUSIC_DIMS', 'MUSIC_EXTS', 'GENRES', 'MUSIC_SR', 'GENERATOR_VERSION', 'FLOOR_CLEARANCE',
-           'atomic_write', 'atomic_save', 'check_finite', 'clean_stale_tmp', 'read_log', 'read_checkpoint',
-           'seed_everything', 'pick_device', 'shared_data', 'rodrigues', 'forward_kinematics', 'smpl_joints',
-           'to_bailando72', 'from_bailando72', 'split_halves', 'merge_halves', 'root_velocity', 'RefusedPickle',
-           'safe_load_pickle', 'load_motion', 'load_joints', 'cache_dir', 'load_audio', 'audio_duration',
-           'music_features', 'beat_frames', 'genre_of', 'music_id_of', 'read_split', 'music_path', 'warm_up_librosa',
-           'load_sequences', 'make_dataset', 'prepare_data']
+           'BEAT_COLUMN', 'MUSIC_DIMS', 'MUSIC_EXTS', 'GENRES', 'MUSIC_SR', 'GENERATOR_VERSION', 'MUSIC_DIR',
+           'MUSIC_KINDS', 'FLOOR_CLEARANCE', 'GAP_BEATS', 'MAX_DANCE_BPM', 'TINY_MUSIC', 'atomic_write', 'atomic_save',
+           'check_finite', 'clean_stale_tmp', 'read_log', 'read_checkpoint', 'seed_everything', 'pick_device',
+           'shared_data', 'rodrigues', 'forward_kinematics', 'smpl_joints', 'to_bailando72', 'from_bailando72',
+           'split_halves', 'merge_halves', 'root_velocity', 'RefusedPickle', 'safe_load_pickle', 'load_motion',
+           'load_joints', 'cache_dir', 'load_audio', 'audio_duration', 'music_features', 'beat_frames', 'genre_of',
+           'music_id_of', 'read_split', 'music_path', 'music_source', 'warm_up_librosa', 'load_sequences', 'real_music',
+           'danced_beats', 'beat_grid', 'key_times', 'make_dataset', 'prepare_data']
 
 # %% ../nbs/00_data.ipynb #23623919
 def _umask() -> int:
@@ -494,6 +495,13 @@ def music_path(root, seq:str) -> Path:
         if p.exists(): return p
     raise FileNotFoundError(f'{Path(root)/"wav"/(mid + ".wav")}: music for {seq} not found (also tried {", ".join(MUSIC_EXTS[1:])})')
 
+# %% ../nbs/00_data.ipynb #a1f0c008
+def music_source(root, seq:str) -> str:
+    "The track sequence `seq`'s music comes from: the embedded set's source file (dataset.json), else its music id."
+    meta = Path(root)/'dataset.json'
+    info = json.loads(meta.read_text()).get('music', {}) if meta.exists() else {}
+    return info.get(music_id_of(seq), {}).get('track') or music_id_of(seq)
+
 # %% ../nbs/00_data.ipynb #fd843b2c
 def _features_both(path):
     "60 fps and 7.5 fps features of one music file (a worker task)."
@@ -580,7 +588,9 @@ GENRES = {  # genre: (BPM range, kick on every beat?, hats per beat, move vocabu
     'gJB': ((100, 135), False, 4, 'bounce kick step punch turn', 0.15),
 }
 MUSIC_SR = 30720
-GENERATOR_VERSION = 4  # bump whenever the generator changes: a stale data set is then rebuilt
+GENERATOR_VERSION = 5  # bump whenever the generator changes: a stale data set is then rebuilt
+MUSIC_DIR = Path(__import__('bailando').__file__).resolve().parents[1]/'data'/'music'   # the shipped real music
+MUSIC_KINDS = ('real', 'procedural')
 
 # %% ../nbs/00_data.ipynb #c107465d
 def _synth_music(rng, genre:str, bpm:float, seconds:float, t0:float) -> np.ndarray:
@@ -619,6 +629,22 @@ def _synth_music(rng, genre:str, bpm:float, seconds:float, t0:float) -> np.ndarr
             add(0.06 * env * pad, tb)
     y = y[:n]
     return (0.9 * y / np.abs(y).max()).astype(np.float32)
+
+# %% ../nbs/00_data.ipynb #a1f0c002
+def real_music(folder=None, # the shipped music folder (default: MUSIC_DIR)
+               split:str|None=None, # 'train' | 'test' | None for all
+              ) -> list[dict]: # one row of SOURCES.tsv per track, with its `path` and `duration` (s)
+    "The shipped real-music tracks, as `SOURCES.tsv` lists them; a clear error when a file and the table disagree."
+    folder = Path(folder or MUSIC_DIR)
+    table = folder/'SOURCES.tsv'
+    if not table.is_file(): raise FileNotFoundError(f'{table}: the shipped music table is missing (tools/make_music.py writes it)')
+    lines = [l.split('\t') for l in table.read_text().splitlines() if l.strip()]
+    rows = [dict(zip(lines[0], l)) for l in lines[1:]]
+    files = {p.name for p in folder.iterdir() if p.suffix in MUSIC_EXTS}
+    if files != {r['file'] for r in rows}:
+        raise ValueError(f'{table}: lists {sorted({r["file"] for r in rows} - files)} that are missing and misses {sorted(files - {r["file"] for r in rows})}')
+    for r in rows: r.update(path=folder/r['file'], duration=audio_duration(folder/r['file']))
+    return [r for r in rows if split is None or r['split'] == split]
 
 # %% ../nbs/00_data.ipynb #ebf4ed79
 _LIMITS = np.zeros((24, 3, 2), np.float32)   # (joint, axis, lo/hi) radians, human ranges (roughly)
@@ -720,18 +746,34 @@ def _move(name:str, i:int, side:int, a:float) -> tuple:
     return d, step, yaw
 
 # %% ../nbs/00_data.ipynb #a8ab3f7d
-def _choreography(rng, genre:str, n_beats:int) -> tuple:
+def _idle_key(rest, alt:int, swing:float) -> np.ndarray:
+    "A gentle sway (24, 3) Euler key pose for a stretch without beats: weight shift and a little arm swing."
+    d = np.zeros((24, 3), np.float32)
+    d[0, 2], d[3, 2] = 0.06 * alt, -0.05 * alt
+    d[[4, 5], 0] = 0.12
+    d[16, 0], d[17, 0] = 0.2 * swing * alt, -0.2 * swing * alt
+    return rest + d
+
+def _choreography(rng, genre:str, n_beats:int, idle=None # (n_beats,) bool: keys in a stretch without beats (gentle sway)
+                 ) -> tuple:
     "Key poses (n_beats, 24, 3) Euler, root xz (n_beats, 2) and yaw (n_beats,) from a random sequence of moves."
+    idle = np.zeros(n_beats, bool) if idle is None else np.asarray(idle, bool)
     vocab = GENRES[genre][3].split()
     w = rng.dirichlet(np.ones(len(vocab)) * 2)  # this dancer's preferences
     rest = _rest_pose(rng)
     keys, xz, yaw = [], [np.zeros(2, np.float32)], [0.0]
     dip, swing, twist = rng.uniform(0.4, 0.8), rng.uniform(0.4, 0.9), rng.uniform(0.1, 0.3)   # this dancer's groove
     while len(keys) < n_beats:
+        if idle[len(keys)]:                                                              # no beat: sway, stay in place
+            keys.append(_idle_key(rest, 1 if len(keys) % 2 == 0 else -1, swing))
+            xz.append(0.93 * xz[-1])
+            yaw.append(yaw[-1])
+            continue
         name = vocab[rng.choice(len(vocab), p=w)]
         length = 4 if name == 'turn' else int(rng.choice([4, 8]))
         side, a = int(rng.choice([-1, 1])), rng.uniform(0.8, 1.25)
         for i in range(length):
+            if len(keys) >= n_beats or idle[len(keys)]: break                            # the move stops with the beats
             d, st, yw = _move(name, i, side, a)
             alt = 1 if len(keys) % 2 == 0 else -1                                        # the groove under every move
             d[[4, 5], 0] += dip * (alt > 0)
@@ -757,18 +799,53 @@ def _compose_root(e0, yaw) -> np.ndarray:
 
 # %% ../nbs/00_data.ipynb #7e052060
 FLOOR_CLEARANCE = 0.03  # height of the lowest foot joint above the floor (y = 0), SMPL units
+GAP_BEATS = 1.8         # a pause longer than this many beat periods is a stretch without beats
+MAX_DANCE_BPM = 145     # above this tempo the dancer hits every other beat (half time)
 
-def _synth_dance(rng, genre:str, bpm:float, t0:float, seconds:float) -> tuple:
-    "SMPL poses (N,72) and trans (N,3) (SMPL units) at 60 fps dancing to beats t0 + k*60/bpm."
-    P = 60 / bpm
+def danced_beats(beats, max_bpm:float=MAX_DANCE_BPM) -> np.ndarray:
+    "The beats a dancer hits: all of them, or every other one (half time) when their median tempo is above `max_bpm`."
+    b = np.asarray(beats, np.float64)
+    return b[::2] if len(b) > 2 and 60 / np.median(np.diff(b)) > max_bpm else b
+
+def beat_grid(bpm:float, t0:float, seconds:float) -> np.ndarray:
+    "Beat times (s) t0 + k*60/bpm of a steady tempo, up to two beats past `seconds`."
+    return t0 + 60 / bpm * np.arange(int((seconds - t0) * bpm / 60) + 3)
+
+def key_times(beats, # beat times (s), increasing
+              seconds:float, # the dance's length
+             ) -> tuple: # (times (K,), is_beat (K,) bool)
+    "Times of the dance's key poses: every beat, plus idle keys (two beat periods apart) where the music pauses or ends."
+    b = np.asarray(beats, np.float64)
+    b = b[b < seconds + 2]
+    if len(b) < 2: return np.arange(0, seconds + 2, 1.0), np.zeros(len(np.arange(0, seconds + 2, 1.0)), bool)
+    p = float(np.median(np.diff(b)))
+    times, hit = [], []
+    lead = np.arange(b[0] - 2 * p, -2 * p, -2 * p)[::-1] if b[0] > GAP_BEATS * p else np.zeros(0)   # a quiet start
+    times += list(lead)
+    hit += [False] * len(lead)
+    ends = list(b[1:]) + [max(b[-1], seconds) + 2 * p]                                  # after the last beat: to the end
+    for x, nxt in zip(b, ends):
+        times.append(x)
+        hit.append(True)
+        if nxt - x > GAP_BEATS * p:                                                      # a pause: sway every two periods
+            n = max(1, int(round((nxt - x) / (2 * p))))
+            times += list(x + (nxt - x) * np.arange(1, n) / n)
+            hit += [False] * (n - 1)
+    if b[-1] < seconds: times.append(ends[-1]); hit.append(False)
+    return np.array(times), np.array(hit)
+
+def _synth_dance(rng, genre:str, beats, # beat times (s): a `beat_grid` or the beats found in real music
+                 seconds:float) -> tuple:
+    "SMPL poses (N,72) and trans (N,3) (SMPL units) at 60 fps hitting `beats`, swaying where the music has none."
     N = int(seconds * 60)
     hold = GENRES[genre][4] * rng.uniform(0.85, 1.15)
-    nb = int((seconds - t0) / P) + 3
-    keys, xz, yaw = _choreography(rng, genre, nb)
-    t = np.clip((np.arange(N) / 60 - t0) / P, 0, nb - 1.001)                          # time in beats
+    times, hit = key_times(beats, seconds)
+    keys, xz, yaw = _choreography(rng, genre, len(times), idle=~hit)
+    t = np.clip(np.interp(np.arange(N) / 60, times, np.arange(len(times))), 0, len(times) - 1.001)  # time in keys
     b = t.astype(int)
     u = t - b
-    u = np.clip((u - hold) / (1 - 2 * hold), 0, 1)                                  # a short hold around each beat
+    h = np.where(hit[b] & hit[b + 1], hold, 0.0)                                      # hits hold; a sway flows
+    u = np.clip((u - h) / (1 - 2 * h), 0, 1)                                          # a short hold around each beat
     e = u**3 * (10 - 15 * u + 6 * u * u)                                              # smootherstep: still on the beat
     lerp = lambda k: k[b] + (k[b + 1] - k[b]) * e.reshape((-1,) + (1,) * (k.ndim - 1))
     eul, root_xz, root_yaw = lerp(keys), lerp(xz), lerp(yaw) + rng.uniform(-np.pi, np.pi) * 0.1
@@ -781,33 +858,61 @@ def _synth_dance(rng, genre:str, bpm:float, t0:float, seconds:float) -> tuple:
     return poses.reshape(N, 72), trans
 
 # %% ../nbs/00_data.ipynb #c4f81eff
-def _plan(size:str, rng) -> list:
-    "Pieces of the data set: (genre, music id, bpm, seconds, n dancers, split) per piece."
+TINY_MUSIC = {'gBR': 'saharan_penguin.ogg', 'gHO': 'wisphunt.ogg', 'gJS': 'classic.ogg'}   # the tiny set's tracks (gJS held out)
+
+def _plan(size:str, rng, music:str='real', tracks=None) -> list:
+    "Pieces of the data set: dicts (genre, mid, seconds, dancers, split, and bpm or track + start) per piece."
     if size == 'tiny': genres, ids, secs, dancers = ['gBR', 'gHO', 'gJS'], 1, (8.0, 8.5), (2, 2)
     elif size == 'study': genres, ids, secs, dancers = list(GENRES), 6, None, (4, 2)   # dancers per train / test piece
     else: raise ValueError(f"size must be 'tiny' or 'study', got {size!r}")
+    if music not in MUSIC_KINDS: raise ValueError(f'music must be one of {MUSIC_KINDS}, got {music!r}')
+    tracks = tracks if tracks is not None else (real_music() if music == 'real' else [])
+    by_name = {t['file']: t for t in tracks}
+    train, test = [t for t in tracks if t['split'] == 'train'], [t for t in tracks if t['split'] == 'test']
     plan = []
-    for g in genres:
+    for gi, g in enumerate(genres):
         lo, hi = GENRES[g][0]
         test_id = ids - 1 if size == 'study' else None
         for k in range(ids):
             bpm = float(np.round(lo + (hi - lo) * (k + rng.uniform(0, 1)) / ids, 1))
             sec = rng.uniform(*secs) if secs else float(np.clip(rng.lognormal(np.log(14.5), 0.35), 9, 28))
             split = 'test' if (k == test_id or (size == 'tiny' and g == 'gJS')) else 'train'
-            plan.append((g, f'm{g[1:]}{k}', bpm, float(sec), dancers[split == 'test'], split))
+            piece = dict(genre=g, mid=f'm{g[1:]}{k}', seconds=float(sec), dancers=dancers[split == 'test'], split=split)
+            if music == 'procedural': piece['bpm'] = bpm
+            else:
+                if size == 'tiny': t, lo_s, hi_s = by_name[TINY_MUSIC[g]], 2.0, None
+                elif split == 'train': t, lo_s, hi_s = train[(gi * (ids - 1) + k) % len(train)], 0.0, None
+                else:                                                             # held out: two halves of a test track
+                    t = test[gi % len(test)]
+                    half = t['duration'] / 2
+                    lo_s, hi_s = (gi // len(test)) % 2 * half, (gi // len(test)) % 2 * half + half
+                hi_s = t['duration'] if hi_s is None else hi_s
+                piece['seconds'] = sec = float(min(sec, hi_s - lo_s - 0.2))
+                piece.update(track=t['file'], split=t['split'] if size == 'study' else split,
+                             start=float(np.round(rng.uniform(lo_s, hi_s - sec - 0.1), 2)))
+            plan.append(piece)
     return plan
 
 # %% ../nbs/00_data.ipynb #f88e33d1
+def _cut(y, start:float, seconds:float, sr:int=MUSIC_SR) -> np.ndarray:
+    "`seconds` of `y` from `start`, with 20 ms fades, peak-normalised to 0.9 (float32)."
+    seg = y[int(round(start * sr)):int(round((start + seconds) * sr))].astype(np.float32)
+    ramp = np.minimum(1, np.minimum(np.arange(len(seg)), np.arange(len(seg))[::-1]) / (0.02 * sr))
+    seg = seg * ramp
+    return (0.9 * seg / max(np.abs(seg).max(), 1e-6)).astype(np.float32)
+
 def make_dataset(root, # folder to write (AIST++ layout)
                  seed:int=0, # fixes every draw
                  size:str='tiny', # 'tiny' (8 sequences of 8 s, seconds to make) or 'study' (230 sequences, ~15 s each)
                  force:bool=False, # rebuild even if a complete data set with these parameters exists
                  progress:bool=True,
+                 music:str='real', # 'real': excerpts of the shipped tracks, dances on the beats our features find; 'procedural': generated tracks on a known beat grid
+                 workers:int=0, # processes for the beat analysis of real music (0 = every core)
                 ) -> Path:
-    "Write the embedded AIST++-layout data set (procedural music + SMPL dances) to `root`; returns `root`."
+    "Write the embedded AIST++-layout data set (real or procedural music + SMPL dances) to `root`; returns `root`."
     root = Path(root)
     meta_path = root/'dataset.json'
-    params = dict(seed=seed, size=size, version=GENERATOR_VERSION)
+    params = dict(seed=seed, size=size, version=GENERATOR_VERSION, music=music)
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if not force and meta.get('params') == params and meta.get('complete', True): return root
     if meta_path.exists():                                                            # ours: clear it, then rebuild
@@ -816,18 +921,32 @@ def make_dataset(root, # folder to write (AIST++ layout)
     elif (root/'motions').exists(): raise FileExistsError(f'{root}: holds motions/ but no dataset.json: not an embedded data set, refusing to overwrite')
     atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(dict(params=params, complete=False))))  # ours, even if killed
     rng = np.random.default_rng(seed)
-    plan = _plan(size, rng)
-    splits, ignore, beats, d = {'train': [], 'val': [], 'test': []}, [], {}, 0
-    for g, mid, bpm, sec, nd, split in tqdm(plan, desc='embedded data set', disable=not progress):
-        t0 = float(rng.uniform(0.1, 0.4))
-        y = _synth_music(rng, g, bpm, sec, t0)
-        atomic_write(root/'wav'/f'{mid}.wav', lambda tmp: sf.write(tmp, y, MUSIC_SR, subtype='PCM_16', format='WAV'))
-        beats[mid] = dict(bpm=bpm, first_beat_s=t0, genre=g)
+    plan = _plan(size, rng, music)
+    info, audio = {}, {}
+    for p in tqdm(plan, desc='embedded music', disable=not progress):                # 1: the music of every piece
+        if music == 'procedural':
+            t0 = float(rng.uniform(0.1, 0.4))
+            y = _synth_music(rng, p['genre'], p['bpm'], p['seconds'], t0)
+            info[p['mid']] = dict(genre=p['genre'], bpm=p['bpm'], first_beat_s=t0, beats=beat_grid(p['bpm'], t0, p['seconds']).round(4).tolist())
+        else:
+            if p['track'] not in audio: audio[p['track']] = load_audio(MUSIC_DIR/p['track'], MUSIC_SR)
+            y = _cut(audio[p['track']], p['start'], p['seconds'])
+            info[p['mid']] = dict(genre=p['genre'], track=p['track'], start_s=p['start'], seconds=round(p['seconds'], 3))
+        atomic_write(root/'wav'/f'{p["mid"]}.wav', lambda tmp: sf.write(tmp, y, MUSIC_SR, subtype='PCM_16', format='WAV'))
+    if music == 'real':                                                               # 2: the beats our features find
+        wavs = [root/'wav'/f'{p["mid"]}.wav' for p in plan]
+        table = _music_table(wavs, workers or os.cpu_count() or 1, progress)
+        for w in wavs:
+            if isinstance(table[w], Exception): raise table[w]
+            info[w.stem]['beats'] = (beat_frames(table[w][0]) / 60).round(4).tolist()   # frame f of 60 fps is f/60 s
+    splits, ignore, d = {'train': [], 'val': [], 'test': []}, [], 0
+    for p in tqdm(plan, desc='embedded dances', disable=not progress):                # 3: dancers on those beats
+        g, mid, nd, split = p['genre'], p['mid'], p['dancers'], p['split']
         extra = 1 if (split == 'train' and int(mid[-1]) == 0) else 0              # an ignored sequence per genre
         for c in range(nd + extra):
             d += 1
             name = f'{g}_sBM_cAll_d{d:02d}_{mid}_ch{c + 1:02d}'
-            poses, trans = _synth_dance(rng, g, bpm, t0, sec - rng.uniform(0, 0.5))
+            poses, trans = _synth_dance(rng, g, danced_beats(info[mid]['beats']), p['seconds'] - rng.uniform(0, 0.5))
             scaling = np.array([rng.uniform(89, 99)], np.float32)
             m = dict(smpl_poses=poses, smpl_trans=(trans * scaling).astype(np.float32), smpl_scaling=scaling, smpl_loss=0.0)
             atomic_write(root/'motions'/f'{name}.pkl', lambda tmp: pickle.dump(m, open(tmp, 'wb'), protocol=4))
@@ -835,20 +954,20 @@ def make_dataset(root, # folder to write (AIST++ layout)
             if c == nd: ignore.append(name)
     for k, v in splits.items(): atomic_write(root/'splits'/f'crossmodal_{k}.txt', lambda tmp: Path(tmp).write_text('\n'.join(v)))
     atomic_write(root/'ignore_list.txt', lambda tmp: Path(tmp).write_text('\n'.join(ignore)))
-    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(dict(params=params, complete=True, music=beats), indent=1)))
+    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(dict(params=params, complete=True, music=info), indent=1)))
     return root
 
 # %% ../nbs/00_data.ipynb #2da98c67
 def prepare_data(root, # data root (AIST++ layout); the embedded set is made here when the folder does not exist yet
                  out_dir, # run folder: data.json goes here
-                 size:str='tiny', seed:int=0, # for making the embedded data set
+                 size:str='tiny', seed:int=0, music:str='real', # for making the embedded data set
                  workers:int=0, strict:bool=False, progress:bool=True,
                 ) -> dict:
     "Make (if embedded) and preprocess the data set at `root`; write and return `out_dir/data.json`'s content."
     root = Path(root)
     embedded = not root.exists() or (root/'dataset.json').exists()   # never write into a folder we did not make
-    if embedded: make_dataset(root, seed=seed, size=size, progress=progress)
-    info = dict(data_root=str(root.resolve()), embedded=embedded, size=size if embedded else 'aistpp', seed=seed, splits={}, seconds={})
+    if embedded: make_dataset(root, seed=seed, size=size, progress=progress, music=music, workers=workers)
+    info = dict(data_root=str(root.resolve()), embedded=embedded, size=size if embedded else 'aistpp', music=music if embedded else 'aistpp', seed=seed, splits={}, seconds={})
     split_file = lambda split: root/'splits'/f'crossmodal_{split}.txt'
     for split in ('train', 'test'):                                   # both splits checked before any work
         if not read_split(root, split): raise ValueError(f'{split_file(split)}: the {split} split is empty (after the ignore list)')

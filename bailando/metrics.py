@@ -19,7 +19,8 @@ __all__ = ['FRAME_TIME', 'MAX_FRAMES', 'NORM_EPS', 'PAPER_KEYS', 'HUMERUS', 'SHO
            'MANUAL_RELATIONS', 'FOOT_JOINTS', 'DEFAULT_CACHE', 'check_joints', 'kinetic_features', 'manual_features',
            'centred', 'dance_features', 'features', 'normalize', 'fid', 'diversity', 'motion_beats', 'music_beats',
            'beat_align_score', 'beat_hit_rate', 'pfc', 'foot_skating', 'content_key', 'reference_features',
-           'reference_from_root', 'evaluate', 'metrics_table', 'save_metrics']
+           'reference_from_root', 'evaluate', 'beat_align_scores', 'mismatched_pairs', 'own_vs_mismatched',
+           'metrics_table', 'save_metrics']
 
 # %% ../nbs/04_metrics.ipynb #0db69b4a
 FRAME_TIME = 1/60    # AIST++ motion is 60 fps
@@ -28,7 +29,10 @@ NORM_EPS = 1e-10     # added to the reference std before normalising
 PAPER_KEYS = ('FID_k', 'FID_g', 'Div_k', 'Div_g', 'BAS')
 
 # %% ../nbs/04_metrics.ipynb #626dd144
-def check_joints(joints, name:str='joints', min_frames:int=3) -> np.ndarray:
+def check_joints(joints, name:str='joints',
+                 min_frames:int=3, # the fewest frames accepted (a picture needs one)
+                 dtype=None, # the returned array's dtype (None: floats as given, whole numbers as float64)
+                ) -> np.ndarray:
     "`joints` as a numpy float array of shape (T, 24, 3); a clear ValueError otherwise."
     if hasattr(joints, 'detach'): joints = joints.detach().cpu().numpy()  # torch tensors too
     x = np.asarray(joints)
@@ -41,7 +45,7 @@ def check_joints(joints, name:str='joints', min_frames:int=3) -> np.ndarray:
     if not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
         raise ValueError(f'{name}: NaN or inf at frame {bad[0]}, joint {bad[1]}')
-    return x
+    return x if dtype is None else x.astype(dtype)
 
 # %% ../nbs/04_metrics.ipynb #181afde2
 def _window_sums(terms, first:int, n_frames:int, w:int=2):
@@ -375,6 +379,34 @@ def evaluate(dances:list, # generated dances, each (T, 24, 3)
                foot_skating=float(np.mean([foot_skating(d) for d in dances])),
                n_dances=len(dances), n_reference=len(rk))
     return row
+
+# %% ../nbs/04_metrics.ipynb #a1f0c102
+def beat_align_scores(dances:list, # each (T, 24, 3)
+                      music:list, # each dance's music: (T', 438) features or 1-d beats
+                     ) -> np.ndarray:
+    "BAS of each dance against its music, as `evaluate` scores it (0 where the dance or the music has no beat)."
+    out = []
+    for i, (d, m) in enumerate(zip(dances, music)):
+        db, mb = motion_beats(check_joints(d, f'dances[{i}]')), music_beats(m, len(d) - 1)
+        out.append(beat_align_score(mb, db) if len(db) and len(mb) else 0.0)
+    return np.array(out)
+
+def mismatched_pairs(groups:list # each item's track (any hashable)
+                    ) -> list[int]:
+    "For each item, the index of the next item (cyclically) from a different track."
+    if len(set(groups)) < 2: raise ValueError(f'mismatched_pairs: all {len(groups)} items come from one track; nothing to mismatch')
+    n = len(groups)
+    return [next((i + k) % n for k in range(1, n) if groups[(i + k) % n] != groups[i]) for i in range(n)]
+
+def own_vs_mismatched(dances:list, # each (T, 24, 3)
+                      music:list, # each dance's own music: (T', 438) features or 1-d beats
+                      groups:list, # each dance's track: mismatched music comes from another track
+                     ) -> dict:
+    "Mean BAS of the dances on their own music, on another track's music, and the gap (own - mismatched)."
+    if not len(dances) == len(music) == len(groups): raise ValueError(f'own_vs_mismatched: {len(dances)} dances, {len(music)} tracks, {len(groups)} groups')
+    own = beat_align_scores(dances, music)
+    mis = beat_align_scores(dances, [music[j] for j in mismatched_pairs(groups)])
+    return dict(own=float(own.mean()), mismatched=float(mis.mean()), gap=float(own.mean() - mis.mean()), n=len(dances))
 
 # %% ../nbs/04_metrics.ipynb #a16fb4b4
 def metrics_table(rows:dict, # name -> row dict (from `evaluate`)

@@ -4,18 +4,20 @@
 
 # %% ../nbs/04b_protocol.ipynb #a93fef4e
 from __future__ import annotations
-import time
+import time, hashlib
 from pathlib import Path
 import numpy as np
 import torch
+import soundfile as sf
 from . import data as bd
 from .data import to_bailando72
 from .gpt import dance, codes_to_joints
 from .vqvae import load_vqvae
-from .metrics import features
+from .metrics import features, own_vs_mismatched
 
 # %% auto #0
-__all__ = ['ROW_NAMES', 'FINAL_ROWS', 'first_codes', 'generate_dances', 'study_checks', 'feature_benchmark']
+__all__ = ['ROW_NAMES', 'SHARED_MUSIC', 'FINAL_ROWS', 'first_codes', 'generate_dances', 'shared_music', 'music_excerpt',
+           'real_music_rows', 'study_checks', 'feature_benchmark']
 
 # %% ../nbs/04b_protocol.ipynb #d87d2d6b
 ROW_NAMES = {'random_codes': 'random codes', 'gpt': 'GPT (before actor-critic)', 'actor_critic': 'actor-critic (Bailando)'}
@@ -53,6 +55,58 @@ def generate_dances(run, # run folder with checkpoints/
         src = run / 'dances' / final / f'{n}.npy'
         bd.atomic_write(run / 'dances' / f'{n}.npy', lambda tmp, s=src: Path(tmp).write_bytes(s.read_bytes()))
     return made
+
+# %% ../nbs/04b_protocol.ipynb #a1f0c202
+SHARED_MUSIC = {'debian game music': ('debian_game_music', ('*/*.mp3', '*/*.opus', '*/*.ogg')),
+                'AIST clips': ('aist_music_clips', ('*.wav',))}
+
+def shared_music() -> dict:
+    "The real tracks of `../shared/data` the study never trains on: {set name: [paths]}; a set is left out (with a printed reason) when missing."
+    out = {}
+    for name, (sub, patterns) in SHARED_MUSIC.items():
+        folder = bd.shared_data(sub)
+        if folder is None:
+            print(f'SKIP: the {name} rows of the real-music table (no {sub} folder)')
+            continue
+        seen, paths = set(), []
+        for p in sorted(q for pat in patterns for q in folder.glob(pat)):
+            h = hashlib.sha256(p.read_bytes()).hexdigest()
+            if h not in seen: seen.add(h); paths.append(p)
+        if len(paths) >= 2: out[name] = paths
+        else: print(f'SKIP: {name}: {len(paths)} track(s) in {folder}; a mismatched baseline needs two')
+    return out
+
+# %% ../nbs/04b_protocol.ipynb #a1f0c203
+def music_excerpt(src, dst, seconds:float=20.0) -> Path:
+    "The first `seconds` of `src` as a 16-bit WAV at the feature rate (`bailando.data.MUSIC_SR`), written once to `dst`."
+    dst = Path(dst)
+    if not dst.exists():
+        y = bd.load_audio(src, bd.MUSIC_SR, seconds)
+        bd.atomic_write(dst, lambda tmp: sf.write(tmp, y, bd.MUSIC_SR, subtype='PCM_16', format='WAV'))
+    return dst
+
+def real_music_rows(run, # run folder with checkpoints/
+                    tracks:list, # audio files (two or more tracks)
+                    start_dance=None, # (T, 24, 3): every dance starts from its first code pair (None: the dancer's own choice)
+                    seconds:float=20.0, seed:int=0, device='auto',
+                    folder:str='real_music') -> dict:
+    "Own-vs-mismatched BAS of random codes and each dancer of the run on `tracks`' first `seconds` ({row name: dict})."
+    run, ck, rows = Path(run), Path(run) / 'checkpoints', {}
+    if not (ck / 'vqvae_root.pt').exists(): return rows
+    wavs = [music_excerpt(p, run / folder / 'music' / f'{Path(p).stem}.wav', seconds) for p in tracks]
+    music = [bd.music_features(w, 60) for w in wavs]
+    vq, rng = load_vqvae(ck / 'vqvae_root.pt', bd.pick_device(device)), np.random.default_rng(seed)
+    start = None if start_dance is None else first_codes(vq, start_dance)
+    for row, ckpt in [('random_codes', None), ('gpt', ck / 'gpt.pt'), ('actor_critic', ck / 'actor_critic.pt')]:
+        if ckpt is not None and not ckpt.exists(): continue
+        dances = []
+        for w, m in zip(wavs, music):
+            if ckpt is None:
+                codes = rng.integers(vq.config['n_codes'], size=(2, 1, len(m) // 8))             # (half, B, N)
+                dances.append(codes_to_joints(vq, codes[0], codes[1])[0])
+            else: dances.append(dance(w, ckpt, seed=seed, device=device, start=start))
+        rows[ROW_NAMES[row]] = own_vs_mismatched(dances, music, [w.stem for w in wavs])
+    return rows
 
 # %% ../nbs/04b_protocol.ipynb #2131663c
 FINAL_ROWS = ('actor-critic (Bailando)', 'GPT (before actor-critic)')

@@ -24,19 +24,13 @@ from scipy.spatial.transform import Rotation
 from .data import music_path, music_features, load_joints, genre_of, music_id_of, read_log, forward_kinematics, read_checkpoint
 from .data import (atomic_write, smpl_joints, SMPL_PARENTS, SMPL_OFFSETS, SMPL_JOINT_NAMES,
                            UPPER_JOINTS, LOWER_JOINTS, BEAT_COLUMN)
-from . import metrics
-from .metrics import motion_beats, music_beats
+from .metrics import check_joints, motion_beats, music_beats
 
 # %% auto #0
-__all__ = ['PAPER_ROW', 'METRIC_KEYS', 'check_joints', 'demo_dance', 'camera_axes', 'follow', 'bone_colours', 'StickFigure',
-           'ffmpeg_exe', 'audio_seconds', 'render_video', 'click_track', 'render_videos', 'beats_of',
-           'demo_music_features', 'player', 'video_html', 'DanceView', 'show', 'save_joints', 'solve_rotations',
-           'save_bvh', 'bvh_positions', 'write_report', 'render_run']
-
-# %% ../nbs/05_render.ipynb #39b4e1b6
-def check_joints(joints, name:str='joints') -> np.ndarray:
-    "`joints` as a float32 `(T, 24, 3)` array with T >= 1, or a ValueError naming `name` (`bailando.metrics`' checks)."
-    return metrics.check_joints(joints, name, min_frames=1).astype(np.float32)
+__all__ = ['PAPER_ROW', 'METRIC_KEYS', 'demo_dance', 'camera_axes', 'follow', 'bone_colours', 'StickFigure', 'ffmpeg_exe',
+           'audio_seconds', 'render_video', 'click_track', 'render_videos', 'beats_of', 'demo_music_features', 'player',
+           'video_html', 'DanceView', 'show', 'save_joints', 'solve_rotations', 'save_bvh', 'bvh_positions',
+           'write_report', 'render_run']
 
 # %% ../nbs/05_render.ipynb #303ac784
 def demo_dance(seconds:float=2.0, # length of the dance
@@ -101,7 +95,8 @@ class StickFigure:
                  azim:float=20.0,             # camera: degrees to the dancer's left of straight in front
                  elev:float=12.0):            # camera: degrees looking down
         if not size >= 120: raise ValueError(f'size is the picture height in pixels, at least 120; got {size}')
-        self.dances = [check_joints(d, f'dance {i}').astype(np.float64) for i, d in enumerate(dances)]
+        self.dances = [check_joints(d, f'dance {i}', min_frames=1, dtype=np.float32).astype(np.float64)
+                       for i, d in enumerate(dances)]
         self.T, self.fps, self.u, n = min(len(d) for d in self.dances), fps, size / 720, len(self.dances)
         self.fu = max(self.u, min(0.8, 1.6 * self.u))                            # text shrinks less than the picture: readable at 480 px
         self.cam, self.colours = camera_axes(azim, elev), bone_colours()
@@ -275,7 +270,8 @@ def render_video(joints,                     # (T, 24, 3), a list of them, or {l
     if path.suffix.lower() not in ('.mp4', '.gif'): raise ValueError(f'{path}: the output must end in .mp4 or .gif')
     labels = list(joints) if isinstance(joints, dict) else None
     dances = list(joints.values()) if isinstance(joints, dict) else list(joints) if isinstance(joints, (list, tuple)) else [joints]
-    dances = [check_joints(d, f'{path.name}: {labels[i] if labels else "dance " + str(i)}') for i, d in enumerate(dances)]
+    names = [f'{path.name}: {labels[i] if labels else "dance " + str(i)}' for i in range(len(dances))]
+    dances = [check_joints(d, n, min_frames=1, dtype=np.float32) for d, n in zip(dances, names)]
     T = min(len(d) for d in dances); seconds = T / fps
     if part is not None and (music is not None or gif): raise ValueError(f'{path}: a part is a video-only mp4 (no music, no GIF)')
     if music is not None and not gif:
@@ -336,7 +332,7 @@ def _join_parts(job, T, tmp, music, seconds, workers, progress):                
 # %% ../nbs/05_render.ipynb #29b5648e
 def beats_of(joints, music60=None) -> tuple[np.ndarray, np.ndarray]:
     "(music beat frames, motion beat frames) of a dance: music from the features' beat column, motion from `bailando.metrics`."
-    joints = check_joints(joints)
+    joints = check_joints(joints, 'joints', min_frames=1, dtype=np.float32)
     music = np.zeros(0, int) if music60 is None else music_beats(music60, len(joints))
     return music, np.asarray(motion_beats(joints), int)
 
@@ -426,7 +422,7 @@ def show(dances,              # (T, 24, 3) joints or {name: joints}
 # %% ../nbs/05_render.ipynb #04b47f25
 def save_joints(joints, path_stem) -> tuple[Path, Path]:
     "Write `<stem>.npy` (T, 24, 3) and the original's `<stem>.pkl` dict `{'pred_position': (T, 72)}`; returns both paths."
-    x = check_joints(joints, str(path_stem)); stem = Path(path_stem)
+    x = check_joints(joints, str(path_stem), min_frames=1, dtype=np.float32); stem = Path(path_stem)
     def npsave(obj):
         def write(tmp):
             with open(tmp, 'wb') as f: np.save(f, obj, allow_pickle=True)
@@ -457,7 +453,7 @@ def _swing(a, b):
 # %% ../nbs/05_render.ipynb #b86dc5be
 def solve_rotations(joints) -> tuple[np.ndarray, np.ndarray]:
     "BVH rest offsets `(24, 3)` and local rotations `(T, 24, 3, 3)` reproducing `joints` (minimal twist)."
-    x = check_joints(joints).astype(np.float64); T = len(x)
+    x = check_joints(joints, 'joints', min_frames=1, dtype=np.float32).astype(np.float64); T = len(x)
     v = x[:, 1:] - x[:, SMPL_PARENTS[1:]]                                # (T, 23, 3) observed bones
     off = SMPL_OFFSETS.astype(np.float64); off[0] = 0
     off[1:] *= (np.median(np.linalg.norm(v, axis=-1), 0) / np.linalg.norm(off[1:], axis=-1))[:, None]
@@ -477,7 +473,7 @@ def solve_rotations(joints) -> tuple[np.ndarray, np.ndarray]:
 # %% ../nbs/05_render.ipynb #617cb517
 def save_bvh(joints, path, fps:int=60) -> Path:
     "Write `joints (T, 24, 3)` as a BVH file on the SMPL skeleton (rotations solved from positions, ZXY Euler angles)."
-    x = check_joints(joints, str(path)); off, L = solve_rotations(x); T = len(x)
+    x = check_joints(joints, str(path), min_frames=1, dtype=np.float32); off, L = solve_rotations(x); T = len(x)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')                                  # gimbal-lock warnings: angles still exact
         eul = Rotation.from_matrix(L.reshape(-1, 3, 3)).as_euler('ZXY', degrees=True).reshape(T, 24, 3)
@@ -572,6 +568,17 @@ def _curves_section(run):
         if all(r[k] > 0 for r in recs for k in keys if _num(r.get(k))): ax.set_yscale('log')
         ax.set_title(log.stem); ax.set_xlabel('step'); ax.legend(fontsize=7); out.append(_img(fig))
     return ''.join(out) or '<p class="missing">not run (no logs/*.jsonl)</p>'
+
+# %% ../nbs/05_render.ipynb #a1f0c302
+def _real_music_section(run):
+    sets = _read_json(run/'results'/'real_music.json')
+    if not isinstance(sets, dict) or not sets: return '<p class="missing">not run (no results/real_music.json)</p>'
+    keys = ('own', 'mismatched', 'gap', 'n')
+    def cell(v): return f'{v:.3f}' if _num(v) and not isinstance(v, int) else html.escape(str(v)) if v is not None else '–'
+    body = ''.join(f'<tr><td>{html.escape(s)}</td><td>{html.escape(r)}</td>' + ''.join(f'<td>{cell(v.get(k))}</td>' for k in keys) + '</tr>'
+                   for s, rows in sets.items() if isinstance(rows, dict) for r, v in rows.items() if isinstance(v, dict))
+    head = '<th>music</th><th>row</th><th>BAS own music</th><th>BAS mismatched music</th><th>gap</th><th>dances</th>'
+    return f'<table id="real-music-table"><tr>{head}</tr>{body}</table>'
 
 # %% ../nbs/05_render.ipynb #9261bac5
 def _codebook_section(run):
@@ -689,6 +696,7 @@ def write_report(run_dir, path=None) -> Path:
     if not run.is_dir(): raise FileNotFoundError(f'run folder not found: {run}')
     sections = [('Metrics', 'FID and diversity on kinetic (k) and geometric (g) features, Beat Align Score; the paper\'s published row first.', _metrics_section),
                 ('Checks', 'What the study must show, computed from the table (results/checks.json).', _checks_section),
+                ('Real music', 'Does each dance follow its own music? Beat Align Score on its own music and on another track\'s (results/real_music.json).', _real_music_section),
                 ('Stage results', 'The summary numbers each stage wrote (results/*.json).', _results_section),
                 ('Training curves', 'Every logged loss of every stage (logs/*.jsonl).', _curves_section),
                 ('Codebook usage', 'How many codes the VQ-VAE uses.', _codebook_section),

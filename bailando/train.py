@@ -18,7 +18,7 @@ import bailando.data as bd
 from .loop import in_group, is_main, barrier, from_main, rank_device
 from .vqvae import vqvae_config, train_vqvae, load_vqvae
 from .gpt import gpt_config, encode_sequences, train_gpt, window_length
-from .actor_critic import ac_settings, fine_tune_args, load_actor, fine_tuning_pieces, fine_tune, training_kinetics
+from .actor_critic import ac_config, load_actor, fine_tuning_pieces, fine_tune, training_kinetics
 
 # %% ../nbs/08_train.ipynb #5bf69af5
 def init_distributed(backend:str='auto', # 'auto' (NCCL when training on GPUs, else gloo), 'nccl' or 'gloo'
@@ -45,14 +45,14 @@ def cleanup():
 
 # %% ../nbs/08_train.ipynb #606b7e85
 def main_first(fn, *args, **kw):
-    "`fn(*args, **kw)` on rank 0 first, then on the other ranks: rank 0 makes files and fills caches, the others reuse them."
+    "`fn(*args, **kw)` on rank 0 first, then on the others: rank 0 makes files and fills caches, the others reuse them."
     out = fn(*args, **kw) if is_main() else None
     barrier()
     return out if is_main() else fn(*args, **kw)
 
 # %% ../nbs/08_train.ipynb #2ca2b9de
 def run_data(out_dir, # the run folder
-             data_root:str='', # an AIST++-layout folder; '' = the one in out_dir/data.json, else the embedded set in out_dir/data
+             data_root:str='', # an AIST++-layout folder; '' = out_dir/data.json's, else the embedded set in out_dir/data
              data_size:str='tiny', seed:int=0, # the embedded data set made when there is none
             ) -> Path:
     "The data set of a run, as the chapters find it (made by rank 0 when it is the embedded one and missing)."
@@ -82,12 +82,14 @@ def vqvae_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='ti
 # %% ../nbs/08_train.ipynb #bd8e3abd
 def gpt_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny', seed:int=0, device:str='auto',
               bf16:bool=False, vqvae_preset:str='tiny', # vqvae_preset: unused here (the VQ-VAE must exist)
-              epochs=None, batch_size=None, lr=None, betas=None, milestones=None, gamma=None, stride=None, # None = the preset's
+              epochs=None, batch_size=None, lr=None, betas=None, milestones=None, gamma=None,
+              stride=None, # None = the preset's
              ):
     "The GPT, as chapter 02 trains it on the run's VQ-VAE codes: checkpoints/gpt.pt."
     vq_path = Path(out_dir)/'checkpoints'/'vqvae_root.pt'
     if not from_main(vq_path.exists()):
-        raise FileNotFoundError(f'{vq_path}: no VQ-VAE in this run yet; train it first (python -m bailando.train vqvae ...)')
+        raise FileNotFoundError(f'{vq_path}: no VQ-VAE in this run yet; '
+                                'train it first (python -m bailando.train vqvae ...)')
     root = run_data(out_dir, data_root, data_size, seed)
     vq = load_vqvae(vq_path, rank_device(device))
     coded_train = encode_sequences(vq, sequences(root, 'train'), progress=False)
@@ -95,29 +97,32 @@ def gpt_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny
     K = vq.config['n_codes']
     length = window_length(gpt_config(preset, vocab_up=K, vocab_down=K), coded_train + coded_val)
     return train_gpt(vq, coded_train, out_dir, preset=preset, length=length, seed=seed, device=device, bf16=bf16,
-                     epochs=epochs, batch_size=batch_size, lr=lr, betas=betas, milestones=milestones, gamma=gamma, stride=stride)
+                     epochs=epochs, batch_size=batch_size, lr=lr, betas=betas, milestones=milestones, gamma=gamma,
+                     stride=stride)
 
 # %% ../nbs/08_train.ipynb #3464ad0e
-def actor_critic_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny', seed:int=0, device:str='auto',
+def actor_critic_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny', seed:int=0,
+                       device:str='auto',
                        music_set:str='test', # 'test' (the paper's), 'train' or a folder of audio files
-                       epochs=None, batch_size=None, lr=None, max_codes=None, # None = the preset's
-                       actor_steps:int=5, critic_steps:int=5, reward_variant:str='code', direction_rate:float=0.0,
+                       epochs=None, batch_size=None, lr=None, max_codes=None, actor_steps=None, critic_steps=None,
+                       reward_variant=None, direction_rate=None, # None = the preset's (`ac_config`)
                       ):
     "Actor-critic fine-tuning, as chapter 03 runs it on the run's GPT: checkpoints/actor_critic.pt."
-    P = ac_settings(preset, epochs=epochs, batch_size=batch_size, lr=lr, max_codes=max_codes)
+    cfg = ac_config(preset, epochs=epochs, batch_size=batch_size, lr=lr, max_codes=max_codes, actor_steps=actor_steps,
+                    critic_steps=critic_steps, reward_variant=reward_variant, direction_rate=direction_rate)
     gpt_path = Path(out_dir)/'checkpoints'/'gpt.pt'
     if not from_main(gpt_path.exists()):
-        raise FileNotFoundError(f'{gpt_path}: no GPT in this run yet; train it first (python -m bailando.train gpt ...)')
+        raise FileNotFoundError(f'{gpt_path}: no GPT in this run yet; '
+                                'train it first (python -m bailando.train gpt ...)')
     root = run_data(out_dir, data_root, data_size, seed)
     gpt, vq = load_actor(out_dir, rank_device(device))
-    pieces = main_first(fine_tuning_pieces, music_set, root, vq, gpt.meta.get('starts', {}), P['max_codes'], seed)
+    pieces = main_first(fine_tuning_pieces, music_set, root, vq, gpt.meta.get('starts', {}), cfg.max_codes, seed)
     reference = main_first(training_kinetics, root)
-    return fine_tune(gpt, vq, pieces, out_dir, **fine_tune_args(P), actor_steps=actor_steps, critic_steps=critic_steps,
-                     reference=reference, variant=reward_variant, direction_rate=direction_rate, seed=seed, device=device, meta=gpt.meta)
+    return fine_tune(gpt, vq, pieces, out_dir, cfg, reference, seed=seed, device=device, meta=gpt.meta)
 
 # %% ../nbs/08_train.ipynb #fb2dd806
 TRAINING_STAGES = {'vqvae': vqvae_stage, 'gpt': gpt_stage, 'actor_critic': actor_critic_stage}
-CHAPTERS = {'01_vqvae': 'vqvae', '02_gpt': 'gpt', '03_actor_critic': 'actor_critic'}   # the study's notebooks that train
+CHAPTERS = {'01_vqvae': 'vqvae', '02_gpt': 'gpt', '03_actor_critic': 'actor_critic'}   # the study's chapters that train
 
 # %% ../nbs/08_train.ipynb #0674b45c
 def parse_value(text:str):
@@ -126,13 +131,14 @@ def parse_value(text:str):
     except (ValueError, SyntaxError): return text
 
 def stage_kwargs(stage:str, params:dict) -> dict:
-    "The parameters of `params` that `stage` takes: bare names, or `stage.name` for this stage only; unknown names are refused."
+    "The parameters of `params` that `stage` takes: bare names, or `stage.name` for this stage only; unknown ones refused."
     known = {s: set(inspect.signature(f).parameters) for s, f in TRAINING_STAGES.items()}
     out, bad = {}, []
     for k, v in params.items():
         where, _, name = k.rpartition('.')
         if where and where not in TRAINING_STAGES: bad.append(k)
-        elif where and name not in known[where] or not where and not any(name in ps for ps in known.values()): bad.append(k)
+        elif where and name not in known[where] or not where and not any(name in ps for ps in known.values()):
+            bad.append(k)
         elif (not where or where == stage) and name in known[stage]: out[name] = v
     if bad: raise ValueError(f'unknown parameter(s) {bad}; each stage takes: ' +
                              '; '.join(f'{s}: {", ".join(sorted(ps))}' for s, ps in known.items()))
@@ -142,14 +148,20 @@ def stage_kwargs(stage:str, params:dict) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     "The trainer's argument parser (`python -m bailando.train --help`)."
     p = argparse.ArgumentParser(prog='python -m bailando.train',
-                                description='Train the study\'s stages; data-parallel on every rank when launched by torchrun.')
-    p.add_argument('stage', choices=[*TRAINING_STAGES, 'all'], help="what to train ('all': vqvae, gpt, actor_critic in turn)")
-    p.add_argument('--run-dir', required=True, help='the run folder (checkpoints/ and logs/; on several machines: a shared folder)')
+                                description="Train the study's stages; data-parallel on every rank when launched by "
+                                            'torchrun.')
+    p.add_argument('stage', choices=[*TRAINING_STAGES, 'all'],
+                   help="what to train ('all': vqvae, gpt, actor_critic in turn)")
+    p.add_argument('--run-dir', required=True,
+                   help='the run folder (checkpoints/ and logs/; on several machines: a shared folder)')
     p.add_argument('--preset', default='cpu', help="model and training sizes: 'paper', 'cpu' or 'tiny'")
-    p.add_argument('--data', default='', help="an AIST++-layout folder (default: the run's data.json, else the embedded set)")
+    p.add_argument('--data', default='',
+                   help="an AIST++-layout folder (default: the run's data.json, else the embedded set)")
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda' (each rank takes the GPU of its local rank)")
-    p.add_argument('--backend', default='auto', choices=['auto', 'nccl', 'gloo'], help='auto: NCCL when training on GPUs, else gloo')
+    p.add_argument('--device', default='auto',
+                   help="'auto', 'cpu' or 'cuda' (each rank takes the GPU of its local rank)")
+    p.add_argument('--backend', default='auto', choices=['auto', 'nccl', 'gloo'],
+                   help='auto: NCCL when training on GPUs, else gloo')
     p.add_argument('-p', '--param', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'),
                    help="a chapter parameter, e.g. -p epochs 100 or -p gpt.lr 1e-4 (repeatable)")
     p.add_argument('--params', default='{}', help='parameters as one JSON object (what the study runner passes)')
@@ -166,7 +178,8 @@ def main(argv:list[str]|None=None) -> int:
         kwargs = {s: dict(common, **stage_kwargs(s, params)) for s in todo}   # refuse a bad parameter before any work
         init_distributed(args.backend, args.device)
         for s in todo:
-            if is_main(): print(f'bailando.train: {s} on {dist.get_world_size() if in_group() else 1} process(es)', flush=True)
+            if is_main():
+                print(f'bailando.train: {s} on {dist.get_world_size() if in_group() else 1} process(es)', flush=True)
             TRAINING_STAGES[s](**kwargs[s])
     except (FileNotFoundError, ValueError) as e:
         print(f'bailando.train: error: {e}', file=sys.stderr)

@@ -90,7 +90,7 @@ from pathlib import Path
 from bailando.data import atomic_save
 from bailando.vqvae import SepVQVAE, vqvae_config
 from bailando.gpt import save_gpt, gpt_meta, load_gpt
-from bailando.actor_critic import fine_tune, load_actor, pieces_from_folder, make_windows
+from bailando.actor_critic import ACConfig, fine_tune, load_actor, pieces_from_folder, make_windows
 
 
 def _pieces(n=2, L=32, seed=0):
@@ -111,10 +111,10 @@ def _models(seed=0):
 
 def test_fine_tune_resumes_exactly_and_writes_a_gpt_checkpoint(tmp_path):
     pieces = _pieces()
-    kw = dict(batch_size=4, lr=1e-3, actor_steps=1, critic_steps=1, progress=False)
-    g, vq = _models(); ga, ca = fine_tune(g, vq, pieces, tmp_path/'a', epochs=2, **kw)
-    g, vq = _models(); fine_tune(g, vq, pieces, tmp_path/'b', epochs=1, **kw)
-    g, vq = _models(); gb, cb = fine_tune(g, vq, pieces, tmp_path/'b', epochs=2, **kw)
+    kw = dict(batch_size=4, lr=1e-3, actor_steps=1, critic_steps=1)
+    g, vq = _models(); ga, ca = fine_tune(g, vq, pieces, tmp_path/'a', ACConfig(epochs=2, **kw), progress=False)
+    g, vq = _models(); fine_tune(g, vq, pieces, tmp_path/'b', ACConfig(epochs=1, **kw), progress=False)
+    g, vq = _models(); gb, cb = fine_tune(g, vq, pieces, tmp_path/'b', ACConfig(epochs=2, **kw), progress=False)
     for a, b in zip(list(ga.parameters()) + list(ca.parameters()), list(gb.parameters()) + list(cb.parameters())):
         assert torch.equal(a, b)
     log = [json.loads(l) for l in (tmp_path/'b'/'logs'/'actor_critic.jsonl').read_text().splitlines()]
@@ -123,7 +123,7 @@ def test_fine_tune_resumes_exactly_and_writes_a_gpt_checkpoint(tmp_path):
     assert load_gpt(tmp_path/'b'/'checkpoints'/'actor_critic.pt', 'cpu').config == ga.config
     g, vq = _models()   # another config in the same run folder is refused, not silently mixed
     with pytest.raises(ValueError, match='another run folder'):
-        fine_tune(g, vq, pieces, tmp_path/'b', epochs=3, **dict(kw, lr=5e-4))
+        fine_tune(g, vq, pieces, tmp_path/'b', ACConfig(epochs=3, **dict(kw, lr=5e-4)), progress=False)
 
 
 def _run_with(tmp_path, gpt, vq_saved, meta_vq):
@@ -171,8 +171,8 @@ def test_music_folder_of_real_clips(shared):
 
 def test_windows_per_epoch_and_critic_warmup(tmp_path):
     g, vq = _models(); head0 = [p.clone() for p in g.head.parameters()]
-    fine_tune(g, vq, _pieces(), tmp_path, epochs=1, batch_size=4, windows_per_epoch=8, critic_warmup=1,
-              lr=1e-3, actor_steps=1, critic_steps=1, progress=False)
+    fine_tune(g, vq, _pieces(), tmp_path, ACConfig(epochs=1, batch_size=4, windows_per_epoch=8, critic_warmup=1,
+                                                   lr=1e-3, actor_steps=1, critic_steps=1), progress=False)
     log = [json.loads(l) for l in (tmp_path/'logs'/'actor_critic.jsonl').read_text().splitlines()]
     assert sum(1 for r in log if r.get('kind') != 'epoch') == 2                  # 8 windows in batches of 4
     assert all(torch.equal(p, q) for p, q in zip(head0, g.head.parameters()))   # warm-up: the actor did not move
@@ -180,8 +180,8 @@ def test_windows_per_epoch_and_critic_warmup(tmp_path):
 
 def _select_run(path, epochs, guard=0.1):
     g, vq = _models(); ref = np.random.default_rng(1).normal(size=(8, 72)).astype(np.float32) ** 2
-    out = fine_tune(g, vq, _pieces(), path, epochs=epochs, batch_size=4, lr=3e-3, actor_steps=1, critic_steps=1,
-                    select='best', guard=guard, reference=ref, progress=False)
+    cfg = ACConfig(epochs=epochs, batch_size=4, lr=3e-3, actor_steps=1, critic_steps=1, select='best', guard=guard)
+    out = fine_tune(g, vq, _pieces(), path, cfg, reference=ref, progress=False)
     return out[0], [json.loads(l) for l in (path/'logs'/'actor_critic.jsonl').read_text().splitlines()]
 
 
@@ -204,4 +204,4 @@ def test_select_best_falls_back_to_the_pretrained_actor(tmp_path):
     assert [r for r in log if r.get('kind') == 'selected'][0]['selected_epoch'] == 0
     assert all(torch.equal(a, b) for a, b in zip(g0.parameters(), g.parameters()))
     with pytest.raises(ValueError, match='reference'):
-        fine_tune(*_models(), _pieces(), tmp_path/'c', epochs=1, select='best', progress=False)
+        fine_tune(*_models(), _pieces(), tmp_path/'c', ACConfig(epochs=1, select='best'), progress=False)

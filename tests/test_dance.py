@@ -8,23 +8,11 @@ import torch
 import bailando.cli as C
 import bailando.data as bd
 import bailando.gpt as G
+import bailando.render as R
 from bailando.render import ffmpeg_exe
-from bailando.vqvae import vqvae_config, SepVQVAE, load_vqvae
 from tests.conftest import REPO
 
 BAILANDO = str(Path(sys.executable).parent/'bailando')
-
-
-def make_run(d:Path, preset:str='tiny') -> Path:
-    "A finished run of random weights (the pipeline is the same as a trained one's; it costs nothing)."
-    (d/'checkpoints').mkdir(parents=True, exist_ok=True)
-    cfg = vqvae_config(preset); torch.manual_seed(0)
-    torch.save(dict(config=cfg, model=SepVQVAE(cfg).state_dict()), d/'checkpoints'/'vqvae_root.pt')
-    vq = load_vqvae(d/'checkpoints'/'vqvae_root.pt'); K = cfg['n_codes']
-    G.save_gpt(G.CrossCondGPT(G.gpt_config(preset, vocab_up=K, vocab_down=K)), d/'checkpoints'/'gpt.pt',
-               dict(vqvae=G.vqvae_fingerprint(vq), starts={'gBR': [[1, 2], [3, 4]]}))
-    C.mark_stage(d, '02_gpt', 1.0)
-    return d
 
 
 def noise(path:Path, seconds:float, sr:int=22050, seed:int=0) -> Path:
@@ -37,7 +25,7 @@ def noise(path:Path, seconds:float, sr:int=22050, seed:int=0) -> Path:
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp('dance_run')/'run')
+    return C.random_run(tmp_path_factory.mktemp('dance_run')/'run', 'tiny', starts={'gBR': [[1, 2], [3, 4]]})
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +104,7 @@ def test_length_is_cut_to_the_music_for_any_length(run, tmp_path):
 def test_bad_input_fails_in_under_a_second_with_one_line(run, tmp_path, monkeypatch, argv, msg):
     (tmp_path/'notes.txt').write_text('not audio'); noise(tmp_path/'short.wav', 1.0); song = noise(tmp_path/'song.wav', 3.0)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(C, 'dance', lambda *a, **k: pytest.fail('a model was loaded for a bad input'))
+    monkeypatch.setattr(G, 'dance', lambda *a, **k: pytest.fail('a model was loaded for a bad input'))
     music, rest = str(song), []
     over = {'MUSIC': None, 'RUN': str(run), 'OUT': str(tmp_path/'out')}
     for a in argv:
@@ -174,13 +162,13 @@ def test_a_failure_leaves_no_partial_set_and_keeps_the_old_one(run, tmp_path, mo
     assert rc == 0, err
     before = {p.name: p.read_bytes() for p in (tmp_path/'out'/'take.1').iterdir()}
     def full_disk(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device', str(a[1]))
-    save_bvh = C.save_bvh; monkeypatch.setattr(C, 'save_bvh', full_disk)
+    save_bvh = R.save_bvh; monkeypatch.setattr(R, 'save_bvh', full_disk)
     rc, _, err, _ = cli('dance', song, '--run', run, '--out', tmp_path/'out', '--seed', '3')
     assert rc == 1 and 'No space left on device' in error_line(err)
     assert {p.name: p.read_bytes() for p in (tmp_path/'out'/'take.1').iterdir()} == before   # the old set, intact
     assert sorted(p.name for p in (tmp_path/'out').iterdir()) == ['take.1']               # no temporary leftovers
     def ffmpeg_fails(jobs, workers=None): raise RuntimeError('ffmpeg failed writing x.mp4 (exit 1): \nsome log\nNo space left on device')
-    monkeypatch.setattr(C, 'save_bvh', save_bvh); monkeypatch.setattr(C, 'render_videos', ffmpeg_fails)
+    monkeypatch.setattr(R, 'save_bvh', save_bvh); monkeypatch.setattr(R, 'render_videos', ffmpeg_fails)
     rc, _, err, _ = cli('dance', noise(tmp_path/'new.wav', 2.5), '--run', run, '--out', tmp_path/'out')
     assert rc == 1 and 'ffmpeg failed' in error_line(err) and 'No space left' in error_line(err)
     assert sorted(p.name for p in (tmp_path/'out').iterdir()) == ['take.1']

@@ -141,3 +141,65 @@ def test_windows(tiny):
     (it,), q = w[3], seqs[0]
     assert it.shape == (240, 72) and np.allclose(it.numpy(), q['motion'][24:264])
     with pytest.raises(ValueError, match='no sequence'): motion_windows(seqs, length=10_000)
+
+
+def test_shipped_music_has_sources_and_free_licences():
+    "Every shipped audio file is in SOURCES.tsv with package, path, author and a free licence; none from nexuiz or ../shared."
+    audio = sorted(p.name for p in D.MUSIC_DIR.iterdir() if p.suffix in D.MUSIC_EXTS)
+    rows = D.real_music()
+    assert len(audio) >= 10 and sorted(r['file'] for r in rows) == audio
+    reserved = ('machine_wars', 'legacy_soundtrack/track11', 'legacy_soundtrack/track13')   # the study evaluates on these
+    for r in rows:
+        assert r['package'] and r['version'] and r['package_path'].startswith('/usr/share/') and r['author'], r['file']
+        assert any(free in r['licence'] for free in ('GPL', 'CC0', 'CC-BY')), r
+        assert 'nexuiz' not in (r['package'] + r['package_path']).lower() and not any(x in r['package_path'] for x in reserved)
+        info = sf.info(r['path'])
+        assert info.channels == 1 and 20 <= info.duration <= 60, r['file']
+    assert sum(p.stat().st_size for p in D.MUSIC_DIR.iterdir()) < 5e6                                # a few MB in all
+
+
+def test_shipped_music_carries_the_licence_text_it_names():
+    "Every shipped track may be redistributed under GPL-2 (GPL-2, GPL-2+ or a choice that includes it), whose text is beside them."
+    text = (D.MUSIC_DIR/'COPYING.GPL-2').read_text()
+    assert 'GNU GENERAL PUBLIC LICENSE' in text and 'Version 2, June 1991' in text
+    for r in D.real_music(): assert 'GPL-2' in r['licence'], r['file']
+
+
+def test_held_out_tracks_are_never_heard_in_training(tiny):
+    plan = D._plan('study', np.random.default_rng(0))
+    heard = {p['track'] for p in plan if p['split'] == 'train'}
+    held = {p['track'] for p in plan if p['split'] == 'test'}
+    assert held and heard and not heard & held and held == {t['file'] for t in D.real_music(split='test')}
+    train = {D.music_source(tiny, n) for n in D.read_split(tiny, 'train')}
+    test = {D.music_source(tiny, n) for n in D.read_split(tiny, 'test')}
+    assert test and not train & test
+
+
+def test_dancers_hit_the_beats_our_features_find(tiny):
+    from bailando.metrics import motion_beats
+    meta = json.loads((tiny/'dataset.json').read_text())['music']
+    for name in D.read_split(tiny, 'all'):
+        mid = D.music_id_of(name)
+        found = D.beat_frames(D.music_features(tiny/'wav'/f'{mid}.wav', 60))
+        assert np.array_equal(np.round(np.array(meta[mid]['beats']) * 60).astype(int), found)   # the beat column's beats
+        j = D.load_joints(tiny, name)
+        hits = np.round(D.danced_beats(meta[mid]['beats']) * 60).astype(int)
+        hits = hits[(hits > 10) & (hits < len(j) - 10)]
+        kb = motion_beats(j)
+        near = lambda f: (np.abs(f[:, None] - kb[None]).min(1) <= 2).mean()
+        assert len(hits) >= 8 and near(hits) > 0.8, (name, near(hits))
+        assert near(hits + int(np.median(np.diff(hits))) // 2) < 0.5                               # half a beat off: no
+
+
+def test_procedural_music_keeps_its_exact_beat_grid(tmp_path):
+    from bailando.metrics import motion_beats
+    root = D.make_dataset(tmp_path/'p', size='tiny', music='procedural', progress=False)
+    meta = json.loads((root/'dataset.json').read_text())
+    assert meta['params']['music'] == 'procedural'
+    for name in D.read_split(root, 'train'):
+        v = meta['music'][D.music_id_of(name)]
+        assert np.isclose(v['beats'][0], v['first_beat_s'], atol=1e-4) and np.allclose(np.diff(v['beats']), 60 / v['bpm'], atol=2e-4)
+        j = D.load_joints(root, name)
+        grid = np.round(np.array(v['beats']) * 60).astype(int)
+        grid = grid[(grid > 30) & (grid < len(j) - 10)]
+        assert np.abs(grid[:, None] - motion_beats(j)[None]).min(1).max() <= 2                      # every grid beat hit

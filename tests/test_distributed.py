@@ -10,7 +10,7 @@ from bailando.loop import world_size, this_rank, fit
 from bailando.data import read_log
 from bailando.vqvae import EMAQuantiser, SepVQVAE, vqvae_config, train_vqvae, motion_windows, vqvae_loss
 from bailando.gpt import CrossCondGPT, gpt_config, train_gpt, window_length
-from bailando.actor_critic import fine_tune
+from bailando.actor_critic import ACConfig, fine_tune
 from tests.test_actor_critic import _pieces   # pieces of random music with a beat every 30 frames
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason='no gloo backend')
@@ -176,7 +176,8 @@ def _ac(run):
     torch.manual_seed(0)
     vq = SepVQVAE(vqvae_config('tiny')).eval()
     gpt = CrossCondGPT(gpt_config('tiny', vocab_up=16, vocab_down=16))
-    g, c = fine_tune(gpt, vq, _pieces(3), run, epochs=2, batch_size=4, lr=1e-3, actor_steps=2, critic_steps=2, progress=False)
+    g, c = fine_tune(gpt, vq, _pieces(3), run, ACConfig(epochs=2, batch_size=4, lr=1e-3, actor_steps=2, critic_steps=2),
+                     progress=False)
     log = [json.loads(l) for l in (Path(run)/'logs/actor_critic.jsonl').read_text().splitlines()] if this_rank() == 0 else None
     return dict(gpt=g.state_dict(), critic=c.state_dict(), log=log)
 

@@ -12,22 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import bailando.gpt as G
-from bailando.cli import decode_music, mark_stage
+from bailando.cli import decode_music, random_run
 from bailando.data import shared_data
 from bailando.render import ffmpeg_exe, render_video
-from bailando.vqvae import vqvae_config, SepVQVAE, load_vqvae
-
-
-def make_run(d:Path, preset:str) -> Path:
-    "A finished run of random weights of `preset`'s sizes."
-    (d/'checkpoints').mkdir(parents=True, exist_ok=True)
-    cfg = vqvae_config(preset); torch.manual_seed(0)
-    torch.save(dict(config=cfg, model=SepVQVAE(cfg).state_dict()), d/'checkpoints'/'vqvae_root.pt')
-    vq = load_vqvae(d/'checkpoints'/'vqvae_root.pt'); K = cfg['n_codes']
-    G.save_gpt(G.CrossCondGPT(G.gpt_config(preset, vocab_up=K, vocab_down=K)), d/'checkpoints'/'gpt.pt',
-               dict(vqvae=G.vqvae_fingerprint(vq), starts={}))
-    mark_stage(d, '02_gpt', 1.0)
-    return d
 
 
 def peak_mib() -> dict:
@@ -43,7 +30,7 @@ def main():
                    help='decode random codes of the song\'s length instead of generating them (memory of long songs)')
     a = p.parse_args()
     d = Path(tempfile.mkdtemp()); os.environ.setdefault('BAILANDO_CACHE', str(d/'cache'))
-    run = make_run(d/'run', a.preset)
+    run = random_run(d/'run', a.preset)
     track = shared_data('debian_game_music')/'asc-music'/'machine_wars.mp3'
     song = d/'song.wav'
     subprocess.run([ffmpeg_exe(), '-v', 'error', '-stream_loop', '-1', '-i', str(track), '-t', str(a.seconds), str(song)], check=True)
