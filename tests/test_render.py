@@ -172,6 +172,8 @@ def _fake_run(run: Path, partial=False):
     (run/'results'/'vqvae.json').write_text(json.dumps({'mpjpe_mm': 50.0, 'usage_up': 0.61, 'usage_down': 0.42,
                                                         'code_counts': [int(c) for c in np.random.default_rng(0).poisson(3, 64)]}))
     (run/'results'/'actor_critic.json').write_text(json.dumps({'before': {'BAS': 0.21}, 'after': {'BAS': 0.24}, 'reward': [0.0, 0.1], 'bas': [0.2, 0.21]}))
+    (run/'results'/'real_music.json').write_text(json.dumps(
+        {'held-out test split': {'fake model': {'own': 0.456, 'mismatched': 0.123, 'gap': 0.333, 'n': 20}}}))
     (run/'results'/'checks.json').write_text(json.dumps([
         {'claim': 'fake model: BAS above random codes', 'ok': True, 'ours': 0.3, 'baseline': 0.2},
         {'claim': 'actor-critic raises BAS', 'ok': False, 'ours': 0.1, 'baseline': 0.2},
@@ -194,6 +196,7 @@ def test_report_of_a_full_run(tmp_path):
     assert 'not run' not in rep and '<td>15</td>' in rep and '<td>mpjpe_mm</td><td>50</td>' in rep and 'papermill nbs/01_vqvae.ipynb' in rep and '-p epochs 3' in rep
     assert rep.count('data:image/png;base64,') >= 6 and 'bailando study --name fake' in rep and 'usage_up = 0.61' in rep
     assert 'id="checks-table"' in rep and '<td>FAIL</td><td>actor-critic raises BAS</td><td>0.1</td><td>0.2</td>' in rep
+    assert 'id="real-music-table"' in rep and '<td>fake model</td><td>0.456</td><td>0.123</td><td>0.333</td><td>20</td>' in rep
     assert '<td>pass</td><td>fake model: BAS above random codes</td>' in rep and '<td>n/a</td>' in rep
 
 def _chromium():
