@@ -37,7 +37,8 @@ nbtest: $(STAMP)
 	$(BIN)/nbdev_test --n_workers 2 --timing
 
 docs: $(STAMP)
-	$(BIN)/nbdev_docs --n_workers 2 2>&1 | sed '/output-file is not read by smalldocs/d'
+	$(BIN)/nbdev_docs --n_workers 2 2>&1 | sed '/output-file is not read by smalldocs/d;/broken link images\//d'   # the pictures are copied below; check-docs checks them
+	@mkdir -p _docs/images && cp nbs/images/* _docs/images/   # the pages' pictures (smalldocs copies none)
 	@echo "docs: site built into _docs/"
 
 check-docs: $(STAMP)

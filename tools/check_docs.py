@@ -39,6 +39,9 @@ def main(site=Path('_docs'), nbs=Path('nbs')) -> int:
         text = re.sub(r'<[^>]+>', '', html)
         import html as _h; text = _h.unescape(text)
         if title_of(nb).replace('`', '') not in text: problems.append(f'{page}: title {title_of(nb)!r} missing')
+        for src in re.findall(r'<img[^>]*\ssrc="([^"]+)"', html):
+            if not src.startswith(('data:', 'http:', 'https:')) and not (page.parent/src).exists():
+                problems.append(f'{page}: picture {src} is not in the site')
         mod = module_of(nb)
         for name, doc in (exported_docs(mod) if mod else []):
             if name not in text or alnum(doc.split('`')[0])[:30] not in alnum(text):
