@@ -22,28 +22,15 @@ from .metrics import features
 from .render import render_video, demo_dance
 
 # %% auto #0
-__all__ = ['sync', 'median_time', 'BaselineAttention', 'baseline_model', 'baseline_adam', 'baseline_generate', 'cpu_flags',
-           'cpu_bf16', 'cpu_paths', 'alternate', 'train_step', 'train_setup_batch', 'train_setup', 'case_train',
-           'case_generate', 'loss_curves', 'random_dances', 'case_metrics', 'case_music', 'case_render', 'case_fk',
-           'run_case', 'bench_plan', 'speedup', 'format_table', 'run_bench', 'bench_command']
+__all__ = ['sync', 'BaselineAttention', 'baseline_model', 'baseline_adam', 'baseline_generate', 'cpu_flags', 'cpu_bf16',
+           'cpu_paths', 'alternate', 'train_step', 'train_setup_batch', 'train_setup', 'case_train', 'case_generate',
+           'loss_curves', 'random_dances', 'case_metrics', 'case_music', 'case_render', 'case_fk', 'run_case',
+           'bench_plan', 'speedup', 'format_table', 'run_bench', 'bench_command']
 
 # %% ../nbs/07_bench.ipynb #8550c798
 def sync(device:torch.device):
     "Wait for queued CUDA work, so a timer measures it."
     if device.type == 'cuda': torch.cuda.synchronize(device)
-
-# %% ../nbs/07_bench.ipynb #7fd760fc
-def median_time(fn, repeats:int=3, warmup:int=1, device:torch.device=torch.device('cpu')) -> float:
-    "Median seconds of `fn()` over `repeats` runs after `warmup` runs."
-    for _ in range(warmup): fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 # %% ../nbs/07_bench.ipynb #e1b0a002
 class BaselineAttention(CrossCausalAttention):
