@@ -18,9 +18,9 @@ from .data import BEAT_COLUMN, SMPL_JOINT_NAMES, atomic_write, beat_frames, read
 __all__ = ['FRAME_TIME', 'MAX_FRAMES', 'NORM_EPS', 'PAPER_KEYS', 'HUMERUS', 'SHOULDER_W', 'HIP_W', 'MANUAL_TIME_PER_FRAME',
            'MANUAL_RELATIONS', 'FOOT_JOINTS', 'DEFAULT_CACHE', 'check_joints', 'kinetic_features', 'manual_features',
            'centred', 'dance_features', 'features', 'normalize', 'fid', 'diversity', 'motion_beats', 'music_beats',
-           'beat_align_score', 'beat_hit_rate', 'pfc', 'foot_skating', 'content_key', 'reference_features',
-           'reference_from_root', 'evaluate', 'beat_align_scores', 'mismatched_pairs', 'own_vs_mismatched',
-           'metrics_table', 'save_metrics']
+           'beat_align_score', 'beat_hit_rate', 'pfc', 'joint_speed', 'foot_skating', 'content_key',
+           'reference_features', 'reference_from_root', 'evaluate', 'beat_align_scores', 'mismatched_pairs',
+           'own_vs_mismatched', 'metrics_table', 'save_metrics']
 
 # %% ../nbs/04_metrics.ipynb #0db69b4a
 FRAME_TIME = 1/60    # AIST++ motion is 60 fps
@@ -291,6 +291,12 @@ def pfc(joints, # (T, 24, 3), y up
     left, right = np.minimum(foot_v[:, 0], foot_v[:, 1]), np.minimum(foot_v[:, 2], foot_v[:, 3])
     return float((left * right * root_a).mean())
 
+def joint_speed(joints, # (T, 24, 3), metres
+                fps:float=60) -> float:
+    "Mean speed of the joints in m/s, over frames and joints (0 for a dance that stands still)."
+    p = check_joints(joints)
+    return float(np.linalg.norm(np.diff(p, axis=0), axis=-1).mean() * fps)
+
 def foot_skating(joints, # (T, 24, 3), y up, metres
                  fps:float=60, height:float=0.05, speed:float=0.5, up_axis:int=1) -> float:
     "Fraction of foot contacts (near the floor) where the foot slides faster than `speed` m/s."
@@ -377,6 +383,7 @@ def evaluate(dances:list, # generated dances, each (T, 24, 3)
     row.update(Div_k_ref=diversity(rk), Div_g_ref=diversity(rm),
                PFC=float(np.mean([pfc(d) for d in dances]) * 10000),
                foot_skating=float(np.mean([foot_skating(d) for d in dances])),
+               speed=float(np.mean([joint_speed(d) for d in dances])),
                n_dances=len(dances), n_reference=len(rk))
     return row
 

@@ -127,6 +127,9 @@ def study_checks(rows:dict # the study's metrics rows (name -> `evaluate` row)
                 _check(f'{final}: BAS above random codes', me['BAS'] > rc['BAS'], me['BAS'], rc['BAS'])]
         if 'FID_g_live' in me and 'FID_g_live' in rc:
             out.append(_check(f'{final}: FID_g_live below random codes', me['FID_g_live'] < rc['FID_g_live'], me['FID_g_live'], rc['FID_g_live']))
+    if 'ground truth' in rows and 'speed' in me and 'speed' in rows['ground truth']:
+        gt = rows['ground truth']['speed']
+        out.append(_check(f'{final}: moves (joint speed at least half the ground truth\'s)', me['speed'] >= 0.5 * gt, me['speed'], gt))
     if 'mismatched music' in rows:
         mm = rows['mismatched music']
         out += [_check(f'{final}: BAS above mismatched music', me['BAS'] > mm['BAS'], me['BAS'], mm['BAS']),
