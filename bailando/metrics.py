@@ -17,8 +17,8 @@ from .data import BEAT_COLUMN, SMPL_JOINT_NAMES, atomic_write, beat_frames, read
 # %% auto #0
 __all__ = ['FRAME_TIME', 'MAX_FRAMES', 'NORM_EPS', 'PAPER_KEYS', 'HUMERUS', 'SHOULDER_W', 'HIP_W', 'MANUAL_TIME_PER_FRAME',
            'MANUAL_RELATIONS', 'FOOT_JOINTS', 'DEFAULT_CACHE', 'check_joints', 'kinetic_features', 'manual_features',
-           'centred', 'dance_features', 'features', 'normalize', 'fid', 'diversity', 'motion_beats', 'music_beats',
-           'beat_align_score', 'beat_hit_rate', 'pfc', 'joint_speed', 'foot_skating', 'content_key',
+           'centred', 'dance_features', 'features', 'normalize', 'fid', 'diversity', 'frame_speed', 'motion_beats',
+           'music_beats', 'beat_align_score', 'beat_hit_rate', 'pfc', 'joint_speed', 'foot_skating', 'content_key',
            'reference_features', 'reference_from_root', 'evaluate', 'beat_align_scores', 'mismatched_pairs',
            'own_vs_mismatched', 'metrics_table', 'save_metrics']
 
@@ -235,12 +235,15 @@ def diversity(feats # (N, D) features
     return float(pdist(_check_feats(feats, 'feats')).mean())
 
 # %% ../nbs/04_metrics.ipynb #31e4c952
+def frame_speed(p # (T, 24, 3) joints
+               ) -> np.ndarray: # (T-1,)
+    "Mean joint displacement from each frame to the next (per frame, not per second)."
+    return np.mean(np.sqrt(np.sum((p[1:] - p[:-1]) ** 2, axis=2)), axis=1)
+
 def motion_beats(joints # (T, 24, 3)
                 ) -> np.ndarray:
     "Frames of the local minima of the smoothed mean joint speed (kinematic beats)."
-    p = check_joints(joints)
-    speed = np.mean(np.sqrt(np.sum((p[1:] - p[:-1]) ** 2, axis=2)), axis=1)  # (T-1,)
-    return argrelextrema(gaussian_filter(speed, 5), np.less)[0]
+    return argrelextrema(gaussian_filter(frame_speed(check_joints(joints)), 5), np.less)[0]
 
 def music_beats(music, # (T, 438) 60-fps music features, or a 1-d beat array
                 length:int|None=None # keep beats before this frame (the reference uses the dance's T-1)
@@ -294,8 +297,7 @@ def pfc(joints, # (T, 24, 3), y up
 def joint_speed(joints, # (T, 24, 3), metres
                 fps:float=60) -> float:
     "Mean speed of the joints in m/s, over frames and joints (0 for a dance that stands still)."
-    p = check_joints(joints)
-    return float(np.linalg.norm(np.diff(p, axis=0), axis=-1).mean() * fps)
+    return float(frame_speed(check_joints(joints)).mean() * fps)
 
 def foot_skating(joints, # (T, 24, 3), y up, metres
                  fps:float=60, height:float=0.05, speed:float=0.5, up_axis:int=1) -> float:
