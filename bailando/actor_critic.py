@@ -14,7 +14,7 @@ import bailando.data as bd
 from torch import nn
 import torch.nn.functional as F
 from .gpt import (GPTHead, gpt_config, CrossCondGPT, encode_sequences, generate_many, codes_to_joints,
-                          load_dancer)
+                          load_dancer, gpt_music)
 from .metrics import (motion_beats, music_beats, beat_align_score, kinetic_features, centred, normalize, fid,
                               MAX_FRAMES)
 
@@ -216,9 +216,10 @@ def piece_reward(joints:np.ndarray, # (8L, 24, 3) decoded dance of L codes
 # %% ../nbs/03_actor_critic.ipynb #76689998
 def pieces_from_sequences(vq, seqs:list[dict], # VQ-VAE; sequence dicts of `bailando.data.load_sequences`
                           max_codes:int=0, # cut each piece to this many codes (0: whole)
+                          cfg:dict|None=None, # the GPT's config: the music it reads (`gpt_music`); None: the 438 features
                          ) -> list[dict]:
     "Pieces of fine-tuning music from data-set sequences; the start codes are those of the ground-truth dance."
-    coded = encode_sequences(vq, seqs, progress=False)
+    coded = encode_sequences(vq, seqs, cfg, progress=False)
     out = []
     for s, c in zip(seqs, coded):
         L = len(c['up']) if not max_codes else min(max_codes, len(c['up']))
@@ -231,6 +232,7 @@ def pieces_from_folder(folder, # a folder of audio files
                        starts:dict, # {genre: [[up, down], ...]}: start codes (a GPT checkpoint's `meta['starts']`)
                        max_codes:int=0, # cut each piece to this many codes (0: whole)
                        seed:int=0, # picks the start codes
+                       cfg:dict|None=None, # the GPT's config: the music it reads (`gpt_music`); None: the 438 features
                       ) -> list[dict]:
     "Pieces of fine-tuning music from the user's audio files (unreadable files are skipped with a warning)."
     folder = Path(folder)
@@ -246,7 +248,7 @@ def pieces_from_folder(folder, # a folder of audio files
             continue
         L = min(len(m7), len(m60) // 8, max_codes or len(m7))
         if L < 30: bad.append(f'{f.name} (only {L} codes, need 30)'); continue
-        out.append(dict(name=f.stem, music=m7[:L], music60=m60[:8*L], start=tuple(pairs[rng.integers(len(pairs))])))
+        out.append(dict(name=f.stem, music=gpt_music(cfg, m7[:L], bd.beat_frames(m60)), music60=m60[:8*L], start=tuple(pairs[rng.integers(len(pairs))])))
     if bad: warnings.warn(f'{folder}: skipped {len(bad)} file(s): ' + ', '.join(bad))
     if not out:
         raise ValueError(f'{folder}: no readable audio of at least 4 s (looked for {", ".join(bd.MUSIC_EXTS)}; '
@@ -548,8 +550,10 @@ def final_dancer(run_dir) -> Path:
 
 def fine_tuning_pieces(music_set:str, # 'test' (the paper's, transductive), 'train', or a folder of audio files
                        data_root, vq, starts:dict, # data root; VQ-VAE; start codes for user music
-                       max_codes:int=0, seed:int=0) -> list[dict]:
+                       max_codes:int=0, seed:int=0,
+                       cfg:dict|None=None, # the GPT's config: the music it reads (`gpt_music`)
+                      ) -> list[dict]:
     "The pieces of the fine-tuning music set."
     if music_set in ('test', 'train'):
-        return pieces_from_sequences(vq, bd.load_sequences(data_root, music_set, progress=False), max_codes)
-    return pieces_from_folder(music_set, starts, max_codes, seed)
+        return pieces_from_sequences(vq, bd.load_sequences(data_root, music_set, progress=False), max_codes, cfg)
+    return pieces_from_folder(music_set, starts, max_codes, seed, cfg)

@@ -17,7 +17,7 @@ from multiprocessing import get_context
 from .data import atomic_write, music_features, pick_device, seed_everything, smpl_joints
 from .loop import adam
 from .vqvae import SepVQVAE, vqvae_config, vqvae_loss
-from .gpt import CrossCondGPT, CrossCausalAttention, gpt_config, gpt_loss, generate, codes_to_joints
+from .gpt import CrossCondGPT, CrossCausalAttention, gpt_config, gpt_loss, generate, codes_to_joints, music_width
 from .metrics import features
 from .render import render_video, demo_dance
 
@@ -117,15 +117,16 @@ def _gpt(preset:str, device:torch.device):
 
 # %% ../nbs/07_bench.ipynb #cf875117
 def train_setup_batch(kind:str, model, batch:int=32):
-    "A random training batch for `model`: motion (B, 240, 72) for 'vqvae', codes and music windows of 30 steps for 'gpt'."
+    "A random training batch for `model`: motion (B, 240, 72) for 'vqvae', codes and music windows of the context + 1 steps (30 in the paper) for 'gpt'."
     dev = next(model.parameters()).device
     if kind == 'vqvae': return torch.randn(batch, 240, 72, device=dev)
     cfg = model.config
-    return dict(up=torch.randint(cfg['vocab_up'], (batch, 30), device=dev), down=torch.randint(cfg['vocab_down'], (batch, 30), device=dev),
-                music=torch.randn(batch, 30, cfg['n_music'], device=dev))   # (B, 30), (B, 30), (B, 30, 438)
+    W = cfg['block_size'] + 1
+    return dict(up=torch.randint(cfg['vocab_up'], (batch, W), device=dev), down=torch.randint(cfg['vocab_down'], (batch, W), device=dev),
+                music=torch.randn(batch, W, music_width(cfg), device=dev))   # (B, W), (B, W), (B, W, 438 in the paper)
 
 def train_setup(kind:str, preset:str, device:torch.device, batch:int=32) -> tuple:
-    "(model, loss_fn, batch, trainable parameters) of a training case: 'vqvae' (stage 1, batch x 240 frames) or 'gpt' (batch x 30 codes)."
+    "(model, loss_fn, batch, trainable parameters) of a training case: 'vqvae' (stage 1, batch x 240 frames) or 'gpt' (batch x context + 1 codes)."
     if kind not in ('vqvae', 'gpt'): raise ValueError(f"kind must be 'vqvae' or 'gpt', got {kind!r}")
     model = SepVQVAE(vqvae_config(preset)).to(device).train() if kind == 'vqvae' else _gpt(preset, device).train()
     params = model.stage('vq') if kind == 'vqvae' else list(model.parameters())
@@ -149,7 +150,7 @@ def case_generate(preset:str, device:torch.device, repeats:int, n_dances:int=1, 
     "Seconds to generate `n_dances` greedy dances of `seconds` (codes by the GPT, joints by the VQ-VAE), ours and the reference's."
     gpt, vq = _gpt(preset, device).eval(), SepVQVAE(vqvae_config(preset)).to(device).eval()
     n = int(seconds * 7.5)
-    music = torch.randn(n_dances, n, gpt.config['n_music'], device=device)   # (B, N, 438)
+    music = torch.randn(n_dances, n, music_width(gpt.config), device=device)   # (B, N, 438 in the paper)
     start = torch.zeros(n_dances, 1, dtype=torch.long, device=device)
     fns = dict(ours=lambda: codes_to_joints(vq, *generate(gpt, music, start, start)))
     if compare:

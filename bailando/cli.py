@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('music', nargs='+', help='one or more audio files (wav, mp3, ogg, opus, flac, ...)')
     d.add_argument('--run', default=None, help='a finished run folder (default: the newest under --runs)')
     d.add_argument('--runs', default='runs')
-    d.add_argument('--style', default='greedy', help='greedy (the paper), smooth, energetic, wild, or all (one dance per style)')
+    d.add_argument('--style', default='smooth', help='smooth (the default: sampled, top-5), greedy (the paper\'s test; can settle into a held pose), energetic, wild, or all (one dance per style)')
     d.add_argument('--seconds', type=float, default=None, help='dance only the first N seconds (default: the whole song)')
     d.add_argument('--seed', type=int, default=0, help='the first dance\'s seed (start pose and sampling)')
     d.add_argument('--num-dances', type=int, default=1, help='N dances per style, seeds SEED .. SEED+N-1, made as one batch')
@@ -415,7 +415,7 @@ def dance_command(args) -> list[Path]:
             dances = {}
             for style in dict.fromkeys(st for st, _, _ in names):
                 seeds = [s for st, s, _ in names if st == style]
-                try: made = dance(wav, final_dancer(plan['run']), style=style, seed=seeds, device=plan['device'],
+                try: made = dance(wav, final_dancer(plan['run']), style=style, seed=seeds, device=plan['device'], ground=True,
                                   progress=True, times=times)
                 except ValueError as e:   # silence etc.: name the user's file
                     raise ValueError(str(e).replace(str(wav), str(music))) from None

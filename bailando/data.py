@@ -18,13 +18,14 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['SMPL_JOINT_NAMES', 'SMPL_PARENTS', 'SMPL_OFFSETS', 'SMPL_J0', 'UPPER_JOINTS', 'LOWER_JOINTS', 'COCO_TO_SMPL',
            'BEAT_COLUMN', 'MUSIC_DIMS', 'MUSIC_EXTS', 'GENRES', 'MUSIC_SR', 'GENERATOR_VERSION', 'MUSIC_DIR',
-           'MUSIC_KINDS', 'FLOOR_CLEARANCE', 'GAP_BEATS', 'MAX_DANCE_BPM', 'TINY_MUSIC', 'atomic_write', 'atomic_save',
-           'check_finite', 'clean_stale_tmp', 'read_log', 'read_checkpoint', 'seed_everything', 'pick_device',
-           'shared_data', 'rodrigues', 'forward_kinematics', 'smpl_joints', 'to_bailando72', 'from_bailando72',
-           'split_halves', 'merge_halves', 'root_velocity', 'RefusedPickle', 'safe_load_pickle', 'load_motion',
-           'load_joints', 'cache_dir', 'load_audio', 'audio_duration', 'music_features', 'beat_frames', 'genre_of',
-           'music_id_of', 'read_split', 'music_path', 'music_source', 'warm_up_librosa', 'load_sequences', 'real_music',
-           'danced_beats', 'beat_grid', 'key_times', 'make_dataset', 'prepare_data']
+           'MUSIC_KINDS', 'FLOOR_CLEARANCE', 'GAP_BEATS', 'MAX_DANCE_BPM', 'FOOT_JOINTS', 'TINY_MUSIC', 'atomic_write',
+           'atomic_save', 'check_finite', 'clean_stale_tmp', 'read_log', 'read_checkpoint', 'seed_everything',
+           'pick_device', 'shared_data', 'rodrigues', 'forward_kinematics', 'smpl_joints', 'to_bailando72',
+           'from_bailando72', 'split_halves', 'merge_halves', 'root_velocity', 'RefusedPickle', 'safe_load_pickle',
+           'load_motion', 'load_joints', 'cache_dir', 'load_audio', 'audio_duration', 'music_features', 'beat_frames',
+           'beat_phase', 'genre_of', 'music_id_of', 'read_split', 'music_path', 'music_source', 'warm_up_librosa',
+           'load_sequences', 'real_music', 'danced_beats', 'beat_grid', 'key_times', 'grounded', 'make_dataset',
+           'prepare_data']
 
 # %% ../nbs/00_data.ipynb #23623919
 def _umask() -> int:
@@ -427,6 +428,22 @@ def beat_frames(feats, # (T, 438) music features, or their 1-d beat column
     "Frame indices of the music beats: where the beat column is non-zero (as Bailando's metrics read it)."
     m = np.asarray(feats)
     return np.flatnonzero((m[:, BEAT_COLUMN] if m.ndim == 2 else m)[:length].astype(bool))
+
+# %% ../nbs/00_data.ipynb #35dd81b0
+def beat_phase(beats, # frame indices (60 fps) of the music beats, as `beat_frames` gives them
+               n_codes:int, # code steps to describe
+               classes:int=5, # one-hot width: 0, 1, ..., classes-1 steps ahead (the last: that far or farther, or none)
+               unit:int=8, # frames per code step
+              ) -> np.ndarray: # (n_codes, classes) float32 one-hot
+    "Per code step, one-hot of how many steps ahead the next music beat lies (0: within the step)."
+    if classes < 1: raise ValueError(f'classes must be at least 1, got {classes}')
+    b = np.sort(np.asarray(beats, np.int64))
+    start = np.arange(n_codes) * unit                                     # (n,) first frame of each step
+    i = np.searchsorted(b, start)                                         # (n,) the first beat at or after it
+    ahead = np.full(n_codes, classes - 1)
+    has = i < len(b)
+    ahead[has] = np.minimum((b[i[has]] - start[has]) // unit, classes - 1)
+    return np.eye(classes, dtype=np.float32)[ahead]
 
 # %% ../nbs/00_data.ipynb #fafcc819
 def _token(seq:str, ok, what:str) -> str:
@@ -856,6 +873,25 @@ def _synth_dance(rng, genre:str, beats, # beat times (s): a `beat_grid` or the b
     j = smpl_joints(poses.reshape(N, 72), trans)
     trans[:, 1] = FLOOR_CLEARANCE - j[:, [7, 8, 10, 11], 1].min(1)                    # lowest foot on the floor
     return poses.reshape(N, 72), trans
+
+# %% ../nbs/00_data.ipynb #fef16000
+FOOT_JOINTS = [7, 8, 10, 11]   # SMPL ankles and feet
+
+def _sliding(x, w:int, how) -> np.ndarray:
+    "`how` (np.min, np.max, np.mean) of `x` (T,) over centred windows of odd width `w`, the ends padded with the edge values."
+    return how(np.lib.stride_tricks.sliding_window_view(np.pad(x, w // 2, mode='edge'), w), axis=1)
+
+def grounded(joints, # (T, 24, 3) joints, y up (SMPL units)
+             seconds:float=2.0, # window of the drift removed: slower changes of height go, faster ones (jumps) stay
+             fps:int=60, floor:float=FLOOR_CLEARANCE) -> np.ndarray:
+    "The dance shifted vertically, frame by frame, so that its lowest foot's lowest point over each window rests at `floor`."
+    j = np.asarray(joints, np.float32)
+    w = max(1, int(seconds * fps)) | 1                                                   # odd: centred windows
+    foot = j[:, FOOT_JOINTS, 1].min(1)                                                   # (T,) the lowest foot
+    level = _sliding(_sliding(_sliding(foot, w, np.min), w, np.max), w, np.mean)        # opening (drops jumps), smoothed
+    out = j.copy()
+    out[..., 1] -= (level - floor)[:, None].astype(np.float32)
+    return out
 
 # %% ../nbs/00_data.ipynb #c4f81eff
 TINY_MUSIC = {'gBR': 'saharan_penguin.ogg', 'gHO': 'wisphunt.ogg', 'gJS': 'classic.ogg'}   # the tiny set's tracks (gJS held out)

@@ -16,16 +16,16 @@ from .loop import fit, preset_config
 from .vqvae import load_vqvae
 
 # %% auto #0
-__all__ = ['GPT_PRESETS', 'GPT_TRAIN', 'STYLES', 'gpt_config', 'gpt_train_config', 'cross_causal_mask', 'CrossCausalAttention',
-           'Block', 'GPTBase', 'GPTHead', 'CrossCondGPT', 'encode_sequences', 'CodeWindows', 'gpt_loss', 'evaluate_gpt',
-           'generate', 'generate_many', 'vqvae_fingerprint', 'start_code_table', 'gpt_meta', 'save_gpt', 'load_gpt',
-           'codes_to_joints', 'load_dancer', 'read_music', 'dance_frames', 'dance', 'baselines', 'window_length',
-           'train_gpt']
+__all__ = ['GPT_PRESETS', 'GPT_TRAIN', 'STYLES', 'gpt_config', 'music_width', 'gpt_train_config', 'cross_causal_mask',
+           'CrossCausalAttention', 'Block', 'GPTBase', 'GPTHead', 'CrossCondGPT', 'gpt_music', 'encode_sequences',
+           'CodeWindows', 'gpt_loss', 'evaluate_gpt', 'generate', 'generate_many', 'vqvae_fingerprint',
+           'start_code_table', 'gpt_meta', 'save_gpt', 'load_gpt', 'codes_to_joints', 'load_dancer', 'read_music',
+           'read_beats', 'dance_frames', 'dance', 'baselines', 'window_length', 'train_gpt']
 
 # %% ../nbs/02_gpt.ipynb #e600c1f9
 GPT_PRESETS = {
     'paper': dict(n_embd=768, n_head=12, n_layer_base=6, n_layer_head=6, dropout=0.1),
-    'cpu':   dict(n_embd=128, n_head=4, n_layer_base=3, n_layer_head=3, dropout=0.1),
+    'cpu':   dict(n_embd=128, n_head=4, n_layer_base=3, n_layer_head=3, dropout=0.1, block_size=8, n_music=0, beat_phase=5),
     'tiny':  dict(n_embd=32, n_head=2, n_layer_base=1, n_layer_head=1, dropout=0.0),
 }
 
@@ -33,16 +33,23 @@ def gpt_config(preset:str='paper', # 'paper', 'cpu' or 'tiny'
                **overrides):       # e.g. vocab_up=256 to match a smaller codebook
     "The GPT's sizes as a plain dict (saved in checkpoints)."
     if preset not in GPT_PRESETS: raise ValueError(f'unknown GPT preset {preset!r}; choose one of {list(GPT_PRESETS)}')
-    cfg = dict(vocab_up=512, vocab_down=512, block_size=29, n_music=438, **GPT_PRESETS[preset])
+    cfg = dict(vocab_up=512, vocab_down=512, block_size=29, n_music=bd.MUSIC_DIMS, beat_phase=0)
+    cfg.update(GPT_PRESETS[preset])
     unknown = set(overrides) - set(cfg)
     if unknown: raise ValueError(f'unknown GPT config keys {sorted(unknown)}; known: {sorted(cfg)}')
     cfg.update(overrides)
     if cfg['n_embd'] % cfg['n_head']: raise ValueError(f"n_embd={cfg['n_embd']} is not divisible by n_head={cfg['n_head']}")
+    if cfg['n_music'] not in (0, bd.MUSIC_DIMS): raise ValueError(f"n_music={cfg['n_music']}: {bd.MUSIC_DIMS} (Bailando's features) or 0 (none)")
+    if music_width(cfg) < 1: raise ValueError('the GPT hears no music: set n_music or beat_phase')
     return cfg
+
+def music_width(cfg:dict) -> int:
+    "Width of the GPT's music input per step: Bailando's features (`n_music`) and the beat phase (`beat_phase` columns)."
+    return cfg['n_music'] + cfg.get('beat_phase', 0)
 
 GPT_TRAIN = {
     'paper': dict(epochs=500, batch_size=32, lr=3e-4, betas=[0.5, 0.999], milestones=[250, 400], gamma=0.1, stride=1),
-    'cpu':   dict(epochs=2, batch_size=32, lr=1e-3, betas=[0.9, 0.99], milestones=[], gamma=0.3, stride=1),
+    'cpu':   dict(epochs=4, batch_size=32, lr=1e-3, betas=[0.9, 0.99], milestones=[], gamma=0.3, stride=1),
     'tiny':  dict(epochs=3, batch_size=16, lr=1e-3, betas=[0.9, 0.99], milestones=[], gamma=0.1, stride=1),
 }
 
@@ -100,8 +107,8 @@ def _check_inputs(idx_up, idx_down, music, cfg):
     "Clear errors for inputs whose shapes do not fit the model."
     if idx_up.shape != idx_down.shape or idx_up.dim() != 2:
         raise ValueError(f'idx_up {tuple(idx_up.shape)} and idx_down {tuple(idx_down.shape)} must both be (B, t)')
-    if music.dim() != 3 or music.shape[:2] != idx_up.shape or music.shape[2] != cfg['n_music']:
-        raise ValueError(f"music {tuple(music.shape)} must be (B, t, {cfg['n_music']}) with (B, t) = {tuple(idx_up.shape)}")
+    if music.dim() != 3 or music.shape[:2] != idx_up.shape or music.shape[2] != music_width(cfg):
+        raise ValueError(f"music {tuple(music.shape)} must be (B, t, {music_width(cfg)}) with (B, t) = {tuple(idx_up.shape)}")
     if idx_up.shape[1] > cfg['block_size']:
         raise ValueError(f"{idx_up.shape[1]} steps exceed the context of {cfg['block_size']}; crop the window")
 
@@ -121,7 +128,7 @@ class GPTBase(nn.Module):
         self.cfg, C, bs = cfg, cfg['n_embd'], cfg['block_size']
         self.tok_emb_up = nn.Embedding(cfg['vocab_up'], C)
         self.tok_emb_down = nn.Embedding(cfg['vocab_down'], C)
-        self.cond_emb = nn.Linear(cfg['n_music'], C)
+        self.cond_emb = nn.Linear(music_width(cfg), C)
         self.pos_emb = nn.Parameter(torch.zeros(1, 3 * bs, C))
         self.drop = nn.Dropout(cfg['dropout'])
         self.blocks = nn.ModuleList(Block(C, cfg['n_head'], cfg['dropout']) for _ in range(cfg['n_layer_base']))
@@ -178,10 +185,24 @@ class CrossCondGPT(nn.Module):
         return self.head(self.base(idx_up, idx_down, music), targets, last)
 
 # %% ../nbs/02_gpt.ipynb #a6274990
+def gpt_music(cfg:dict|None, # the GPT's config (None: Bailando's 438 features, as the original reads them)
+              music:np.ndarray, # (n, 438) music features at 7.5 fps, one row per code step
+              beats=None, # frame indices (60 fps) of the music beats (`bd.beat_frames`); needed when the GPT reads the beat phase
+             ) -> np.ndarray: # (n, music_width(cfg)) float32
+    "The music a GPT reads per code step: the features it takes, then the beat phase (`bd.beat_phase`) when it takes one."
+    music = np.asarray(music, np.float32)
+    if cfg is None: return music
+    parts = [music[:, :cfg['n_music']]]
+    if cfg.get('beat_phase'):
+        if beats is None: raise ValueError('this GPT reads the beat phase: give the 60 fps beats')
+        parts.append(bd.beat_phase(beats, len(music), cfg['beat_phase']))
+    return np.concatenate(parts, 1)
+
 @torch.no_grad()
 def encode_sequences(vq, seqs:list[dict], # VQ-VAE with `encode`; sequence dicts from `bailando.data.load_sequences`
+                     cfg:dict|None=None, # the GPT's config: its music input (`gpt_music`); None: the 438 features
                      progress:bool=True) -> list[dict]:
-    "The code sequences of the dances: dicts with name, genre, up (n,), down (n,) int64 and music (n, 438) float32."
+    "The code sequences of the dances: dicts with name, genre, up (n,), down (n,) int64 and the GPT's music (n, width) float32."
     vq.eval()
     dev = next(vq.parameters()).device
     out = []
@@ -190,8 +211,9 @@ def encode_sequences(vq, seqs:list[dict], # VQ-VAE with `encode`; sequence dicts
         if n < 2: raise ValueError(f"{s['name']}: only {n} code steps (need at least 16 frames)")
         x = torch.as_tensor(np.asarray(s['motion'][:n * 8]), dtype=torch.float32, device=dev)[None]  # (1, 8n, 72)
         up, down = vq.encode(x)  # (1, n) each
+        music = gpt_music(cfg, s['music_codes'][:n], bd.beat_frames(s['music']))
         out.append(dict(name=s['name'], genre=s.get('genre', ''), up=up[0].cpu().long(), down=down[0].cpu().long(),
-                        music=torch.as_tensor(np.asarray(s['music_codes'][:n]), dtype=torch.float32)))
+                        music=torch.as_tensor(music)))
     return out
 
 # %% ../nbs/02_gpt.ipynb #f8b5bb53
@@ -388,6 +410,10 @@ def read_music(music_path, seconds:float|None=None) -> np.ndarray:
     if len(music) < 2: raise ValueError(f'{p}: {len(music)} music steps at 7.5 fps; at least 2 (0.27 s) are needed')
     return music
 
+def read_beats(music_path, seconds:float|None=None) -> np.ndarray:
+    "Frame indices (60 fps) of the beats in an audio file's first `seconds`: what the beat phase is made from."
+    return bd.beat_frames(bd.music_features(music_path, fps=60, seconds=seconds))
+
 def dance_frames(music_path, seconds:float|None=None, fps:int=60) -> int:
     "Frames of a dance exactly as long as the music (or its first `seconds`): the duration times `fps`, rounded down."
     d = bd.audio_duration(music_path)
@@ -406,6 +432,7 @@ def dance(music_path,                       # any audio file librosa reads
           genre:str|None=None,              # start from a training dance of this genre (e.g. 'gBR')
           start:tuple|None=None,            # or given start codes (up (s,), down (s,))
           progress:bool=False,
+          ground:bool=False,                # keep it on the floor (`bd.grounded`): the CLI does; the metrics score it raw
           times:dict|None=None) -> np.ndarray: # filled with the seconds of each step, when given
     "Joints (T, 24, 3) at 60 fps (B, T, 24, 3 for a list of seeds), exactly as long as the music (or `seconds`)."
     clock, times = time.perf_counter(), {} if times is None else times
@@ -413,12 +440,15 @@ def dance(music_path,                       # any audio file librosa reads
         nonlocal clock; now = time.perf_counter(); times[name] = times.get(name, 0) + now - clock; clock = now
     music, T = read_music(music_path, seconds), dance_frames(music_path, seconds); lap('music features')
     gpt, vq = load_dancer(run_dir_or_checkpoint, device); lap('loading')
+    music = gpt_music(gpt.config, music, read_beats(music_path, seconds) if gpt.config.get('beat_phase') else None); lap('music features')
     seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed]
     if start is None: starts = torch.tensor([_start_pair(gpt.meta, genre, s) for s in seeds])[:, :, None]  # (B, 2, 1)
     else: starts = torch.stack([torch.stack([torch.as_tensor(start[0]), torch.as_tensor(start[1])])] * len(seeds))
     mus = torch.as_tensor(music)[None].expand(len(seeds), -1, -1)
     up, down = generate(gpt, mus, starts[:, 0], starts[:, 1], style=style, seed=seeds, progress=progress); lap('generation')
-    joints = codes_to_joints(vq, up, down)[:, :T]; lap('decoding')
+    joints = codes_to_joints(vq, up, down)[:, :T]
+    if ground: joints = np.stack([bd.grounded(j) for j in joints])
+    lap('decoding')
     return joints if isinstance(seed, (list, tuple)) else joints[0]
 
 # %% ../nbs/02_gpt.ipynb #f9171678
@@ -448,10 +478,15 @@ def train_gpt(vq, coded_train:list[dict], # the frozen VQ-VAE; its codes of the 
               *, preset:str='paper', # the GPT's size and training settings (GPT_PRESETS, GPT_TRAIN)
               length:int=30, # code steps per window (`window_length`)
               seed:int=0, device='auto', bf16:bool=False,
+              arch:dict|None=None, # GPT config keys overriding the preset's (block_size, n_music, beat_phase, ...)
               **train) -> CrossCondGPT: # training settings overriding the preset's (`gpt_train_config`)
     "Train a GPT on the VQ-VAE's codes through the shared loop (`bailando.loop.fit`); resumable, data-parallel under torchrun."
     K = vq.config['n_codes']
-    cfg = gpt_config(preset, vocab_up=K, vocab_down=K)
+    cfg = gpt_config(preset, vocab_up=K, vocab_down=K, **(arch or {}))
+    got = {c['music'].shape[-1] for c in coded_train}
+    if got != {music_width(cfg)}:
+        raise ValueError(f'the training music has {sorted(got)} columns per step but this GPT reads {music_width(cfg)}: '
+                         'encode the dances with its config (encode_sequences(vq, seqs, cfg))')
     tc = gpt_train_config(preset, **train)
     ds = CodeWindows(coded_train, length, tc['stride'])
     bd.seed_everything(seed)

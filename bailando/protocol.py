@@ -16,8 +16,8 @@ from .vqvae import load_vqvae
 from .metrics import features, own_vs_mismatched
 
 # %% auto #0
-__all__ = ['ROW_NAMES', 'SHARED_MUSIC', 'FINAL_ROWS', 'first_codes', 'generate_dances', 'shared_music', 'music_excerpt',
-           'real_music_rows', 'study_checks', 'feature_benchmark']
+__all__ = ['ROW_NAMES', 'SHARED_MUSIC', 'FINAL_ROWS', 'FOLLOW_GAP', 'first_codes', 'generate_dances', 'shared_music',
+           'music_excerpt', 'real_music_rows', 'study_checks', 'follow_checks', 'feature_benchmark']
 
 # %% ../nbs/04b_protocol.ipynb #d87d2d6b
 ROW_NAMES = {'random_codes': 'random codes', 'gpt': 'GPT (before actor-critic)', 'actor_critic': 'actor-critic (Bailando)'}
@@ -139,6 +139,18 @@ def study_checks(rows:dict # the study's metrics rows (name -> `evaluate` row)
         out += [_check('actor-critic raises BAS', me['BAS'] > g['BAS'], me['BAS'], g['BAS']),
                 _check('actor-critic: FID_k at most 10% higher', me['FID_k'] <= 1.1 * g['FID_k'], me['FID_k'], g['FID_k'])]
     return out
+
+# %% ../nbs/04b_protocol.ipynb #a3375c59
+FOLLOW_GAP = 0.15   # own-music BAS minus mismatched-music BAS, on held-out real music, that counts as following the music
+
+def follow_checks(real:dict # chapter 04's real-music table: set name -> {row name -> `own_vs_mismatched` dict}
+                 ) -> list[dict]:
+    "The claim that the final model follows its own music: its held-out gap at least FOLLOW_GAP (none without the table)."
+    rows = real.get('held-out test split', {})
+    final = next((n for n in FINAL_ROWS if n in rows), None)
+    if final is None: return []
+    gap = rows[final]['gap']
+    return [_check(f'{final}: follows its own music (held-out BAS gap at least {FOLLOW_GAP})', gap >= FOLLOW_GAP, gap, FOLLOW_GAP)]
 
 # %% ../nbs/04b_protocol.ipynb #8270a46e
 def feature_benchmark(n:int=100, frames:int=1500, seed:int=0, n_target:int=1363) -> dict:

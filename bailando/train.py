@@ -84,6 +84,7 @@ def gpt_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny
               bf16:bool=False, vqvae_preset:str='tiny', # vqvae_preset: unused here (the VQ-VAE must exist)
               epochs=None, batch_size=None, lr=None, betas=None, milestones=None, gamma=None,
               stride=None, # None = the preset's
+              block_size=None, n_music=None, beat_phase=None, # the GPT's context and music input; None = the preset's
              ):
     "The GPT, as chapter 02 trains it on the run's VQ-VAE codes: checkpoints/gpt.pt."
     vq_path = Path(out_dir)/'checkpoints'/'vqvae_root.pt'
@@ -92,11 +93,13 @@ def gpt_stage(out_dir, preset:str='paper', data_root:str='', data_size:str='tiny
                                 'train it first (python -m bailando.train vqvae ...)')
     root = run_data(out_dir, data_root, data_size, seed)
     vq = load_vqvae(vq_path, rank_device(device))
-    coded_train = encode_sequences(vq, sequences(root, 'train'), progress=False)
-    coded_val = encode_sequences(vq, sequences(root, 'test'), progress=False)
     K = vq.config['n_codes']
-    length = window_length(gpt_config(preset, vocab_up=K, vocab_down=K), coded_train + coded_val)
-    return train_gpt(vq, coded_train, out_dir, preset=preset, length=length, seed=seed, device=device, bf16=bf16,
+    arch = {k: v for k, v in dict(block_size=block_size, n_music=n_music, beat_phase=beat_phase).items() if v is not None}
+    cfg = gpt_config(preset, vocab_up=K, vocab_down=K, **arch)
+    coded_train = encode_sequences(vq, sequences(root, 'train'), cfg, progress=False)
+    coded_val = encode_sequences(vq, sequences(root, 'test'), cfg, progress=False)
+    length = window_length(cfg, coded_train + coded_val)
+    return train_gpt(vq, coded_train, out_dir, preset=preset, length=length, seed=seed, device=device, bf16=bf16, arch=arch,
                      epochs=epochs, batch_size=batch_size, lr=lr, betas=betas, milestones=milestones, gamma=gamma,
                      stride=stride)
 
@@ -116,7 +119,7 @@ def actor_critic_stage(out_dir, preset:str='paper', data_root:str='', data_size:
                                 'train it first (python -m bailando.train gpt ...)')
     root = run_data(out_dir, data_root, data_size, seed)
     gpt, vq = load_actor(out_dir, rank_device(device))
-    pieces = main_first(fine_tuning_pieces, music_set, root, vq, gpt.meta.get('starts', {}), cfg.max_codes, seed)
+    pieces = main_first(fine_tuning_pieces, music_set, root, vq, gpt.meta.get('starts', {}), cfg.max_codes, seed, gpt.config)
     reference = main_first(training_kinetics, root)
     return fine_tune(gpt, vq, pieces, out_dir, cfg, reference, seed=seed, device=device, meta=gpt.meta)
 

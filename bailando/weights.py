@@ -122,7 +122,7 @@ RELEASED_CONTEXT = 28    # cross_cond_gpt2.py sample(): block_size = self.get_bl
 def model_configs(size:str='paper') -> dict:
     "Our configs of a preset size for the three released models: vqvae, gpt, critic."
     vq = vqvae_config(size); K = vq['n_codes']
-    g = gpt_config(size, vocab_up=K, vocab_down=K)
+    g = gpt_config(size, vocab_up=K, vocab_down=K, block_size=29, n_music=bd.MUSIC_DIMS, beat_phase=0)   # the original's context and inputs
     return dict(vqvae=vq, gpt=g, critic=critic_config(g))
 
 # %% ../nbs/09_weights.ipynb #235e80d5
@@ -383,6 +383,11 @@ def export_weights(run, # a run folder (trained by the study, or imported)
     if out.exists() and not force: raise FileExistsError(f'{out}: already exists; choose another --out or pass --force')
     models = read_run(run)
     cfgs = dict(vqvae=models['vqvae'][0].config, gpt=models['gpt'][0].config, critic=critic_config(models['gpt'][0].config))
+    g = cfgs['gpt']
+    if g['n_music'] != bd.MUSIC_DIMS or g.get('beat_phase', 0):
+        raise ValueError(f"{run/'checkpoints'/'gpt.pt'}: this GPT reads n_music={g['n_music']} features and beat_phase="
+                         f"{g.get('beat_phase', 0)} phase classes; the original reads the {bd.MUSIC_DIMS} features only and "
+                         "cannot run it (train with n_music=438, beat_phase=0 to export)")
     info = json.loads((run/'imported.json').read_text()) if (run/'imported.json').is_file() else {}
     tmp = _staging(out)
     try:

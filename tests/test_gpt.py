@@ -235,3 +235,60 @@ def test_baselines_see_a_cycle():
     cyc = [dict(up=torch.arange(40) % 16, down=(torch.arange(40) * 3) % 16)]
     b = G.baselines(cyc, cyc, 16)
     assert b['bigram_acc'] == 1.0 and b['repeat_acc'] == 0.0 and b['bigram_ce'] < b['unigram_ce']
+
+
+# ---- the beat phase: a GPT that reads where the next beat is (the cpu preset's music input) ----
+
+def test_beat_phase_config_is_checked_and_sized():
+    cfg = G.gpt_config('tiny', n_music=0, beat_phase=5, block_size=4)
+    assert G.music_width(cfg) == 5 and G.CrossCondGPT(cfg).base.cond_emb.in_features == 5
+    assert G.music_width(G.gpt_config('paper')) == 438 and G.gpt_config('paper')['beat_phase'] == 0
+    with pytest.raises(ValueError, match='n_music=100'): G.gpt_config('tiny', n_music=100)
+    with pytest.raises(ValueError, match='hears no music'): G.gpt_config('tiny', n_music=0, beat_phase=0)
+    with pytest.raises(ValueError, match=r'\(B, t, 5\)'): G.CrossCondGPT(cfg)(torch.zeros(1, 3).long(), torch.zeros(1, 3).long(), torch.zeros(1, 3, 438))
+
+
+def test_gpt_music_appends_the_phase_and_needs_the_beats():
+    feats = np.random.default_rng(0).normal(size=(6, 438)).astype(np.float32)
+    both = G.gpt_music(G.gpt_config('tiny', beat_phase=3), feats, [3, 20])
+    assert both.shape == (6, 441) and np.array_equal(both[:, :438], feats)
+    assert both[:, 438:].argmax(1).tolist() == [0, 1, 0, 2, 2, 2]
+    assert np.array_equal(G.gpt_music(None, feats), feats) and G.gpt_music(G.gpt_config('cpu'), feats, [3]).shape == (6, 5)
+    with pytest.raises(ValueError, match='60 fps beats'): G.gpt_music(G.gpt_config('cpu'), feats)
+
+
+def test_a_beat_phase_gpt_trains_and_dances_to_the_beats_it_reads(tiny_run, tmp_path, monkeypatch):
+    import shutil
+    from bailando import data as bd
+    from bailando.vqvae import load_vqvae
+    run, root, seqs, coded = tiny_run
+    (tmp_path/'checkpoints').mkdir()
+    shutil.copy(run/'checkpoints'/'vqvae_root.pt', tmp_path/'checkpoints'/'vqvae_root.pt')
+    vq = load_vqvae(tmp_path/'checkpoints'/'vqvae_root.pt')
+    arch = dict(n_music=0, beat_phase=5, block_size=4)
+    with pytest.raises(ValueError, match='encode the dances with its config'):   # codes made for the 438 features
+        G.train_gpt(vq, coded, tmp_path, preset='tiny', length=5, device='cpu', epochs=1, arch=arch)
+    cfg = G.gpt_config('tiny', vocab_up=vq.config['n_codes'], vocab_down=vq.config['n_codes'], **arch)
+    phased = G.encode_sequences(vq, seqs, cfg, progress=False)
+    assert phased[0]['music'].shape == (len(phased[0]['up']), 5)
+    G.train_gpt(vq, phased, tmp_path, preset='tiny', length=5, device='cpu', epochs=1, arch=arch)
+    assert G.load_gpt(tmp_path/'checkpoints'/'gpt.pt', 'cpu').config['beat_phase'] == 5
+    audio = bd.music_path(root, seqs[0]['name'])
+    heard, generate = [], G.generate
+    monkeypatch.setattr(G, 'generate', lambda model, music, *a, **k: heard.append(music[0].clone()) or generate(model, music, *a, **k))
+    real = G.dance(audio, tmp_path, seconds=3)
+    assert real.shape == (180, 24, 3) and np.array_equal(real, G.dance(audio, tmp_path, seconds=3))
+    want = G.gpt_music(cfg, G.read_music(audio, 3), bd.beat_frames(bd.music_features(audio, fps=60, seconds=3)))
+    assert heard[0].shape == (23, 5) and np.array_equal(heard[0].numpy(), want)   # the phase of the beats the features find
+    monkeypatch.setattr(G, 'read_beats', lambda path, seconds=None: np.arange(0, 180, 13))   # other beats, same audio
+    G.dance(audio, tmp_path, seconds=3)
+    assert np.array_equal(heard[-1].numpy(), bd.beat_phase(np.arange(0, 180, 13), 23, 5)) and not torch.equal(heard[-1], heard[0])
+
+
+def test_dance_can_keep_the_dancer_on_the_floor(tiny_run):
+    from bailando import data as bd
+    run, root, seqs, coded = tiny_run
+    audio = bd.music_path(root, seqs[0]['name'])
+    raw, flat = G.dance(audio, run, seconds=4), G.dance(audio, run, seconds=4, ground=True)
+    assert np.array_equal(flat, bd.grounded(raw)) and np.array_equal(flat[..., [0, 2]], raw[..., [0, 2]])
+    assert not np.allclose(raw[..., 1], flat[..., 1])   # the raw decoder output is not on the floor (chapter 00 tests `grounded`)

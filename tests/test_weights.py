@@ -255,3 +255,15 @@ def test_chapter_04_scores_an_imported_run_beside_the_paper(tiny, tmp_path):
     executed = (run/'04_metrics.ipynb').read_text()
     assert "beside the paper's Table 1" in executed and 'Bailando (paper, Table 1)' in executed and '28.1600' in executed
     assert (run/'report.html').stat().st_size > 0   # chapter 05 takes the imported run as it takes a trained one
+
+
+def test_export_refuses_a_gpt_that_reads_the_beat_phase(tmp_path):
+    cfg = W.model_configs('tiny')
+    gcfg = dict(cfg['gpt'], n_music=0, beat_phase=5, block_size=4)
+    torch.manual_seed(0)
+    vq, gpt = SepVQVAE(cfg['vqvae']), CrossCondGPT(gcfg)
+    (tmp_path/'run'/'checkpoints').mkdir(parents=True)
+    torch.save(dict(model=vq.state_dict(), config=cfg['vqvae']), tmp_path/'run'/'checkpoints'/'vqvae_root.pt')
+    torch.save(dict(model=gpt.state_dict(), config=dict(gpt=gcfg, vqvae=vqvae_fingerprint(vq))), tmp_path/'run'/'checkpoints'/'gpt.pt')
+    with pytest.raises(ValueError, match='beat_phase=5'): W.export_weights(tmp_path/'run', tmp_path/'out')
+    assert not (tmp_path/'out').exists()
