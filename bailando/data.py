@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['SMPL_JOINT_NAMES', 'SMPL_PARENTS', 'SMPL_OFFSETS', 'SMPL_J0', 'UPPER_JOINTS', 'LOWER_JOINTS', 'COCO_TO_SMPL',
            'BEAT_COLUMN', 'MUSIC_DIMS', 'MUSIC_EXTS', 'GENRES', 'MUSIC_SR', 'GENERATOR_VERSION', 'MUSIC_DIR',
-           'MUSIC_KINDS', 'FLOOR_CLEARANCE', 'GAP_BEATS', 'MAX_DANCE_BPM', 'FOOT_JOINTS', 'TINY_MUSIC', 'atomic_write',
+           'MUSIC_KINDS', 'FLOOR_CLEARANCE', 'FOOT_JOINTS', 'GAP_BEATS', 'MAX_DANCE_BPM', 'TINY_MUSIC', 'atomic_write',
            'atomic_save', 'check_finite', 'clean_stale_tmp', 'read_log', 'read_checkpoint', 'seed_everything',
            'pick_device', 'shared_data', 'rodrigues', 'forward_kinematics', 'smpl_joints', 'to_bailando72',
            'from_bailando72', 'split_halves', 'merge_halves', 'root_velocity', 'RefusedPickle', 'safe_load_pickle',
@@ -816,6 +816,7 @@ def _compose_root(e0, yaw) -> np.ndarray:
 
 # %% ../nbs/00_data.ipynb #7e052060
 FLOOR_CLEARANCE = 0.03  # height of the lowest foot joint above the floor (y = 0), SMPL units
+FOOT_JOINTS = [7, 10, 8, 11]   # SMPL left ankle, left toes, right ankle, right toes (the metrics' foot contacts use this order)
 GAP_BEATS = 1.8         # a pause longer than this many beat periods is a stretch without beats
 MAX_DANCE_BPM = 145     # above this tempo the dancer hits every other beat (half time)
 
@@ -871,12 +872,10 @@ def _synth_dance(rng, genre:str, beats, # beat times (s): a `beat_grid` or the b
     trans = np.zeros((N, 3), np.float32)
     trans[:, [0, 2]] = root_xz
     j = smpl_joints(poses.reshape(N, 72), trans)
-    trans[:, 1] = FLOOR_CLEARANCE - j[:, [7, 8, 10, 11], 1].min(1)                    # lowest foot on the floor
+    trans[:, 1] = FLOOR_CLEARANCE - j[:, FOOT_JOINTS, 1].min(1)                    # lowest foot on the floor
     return poses.reshape(N, 72), trans
 
 # %% ../nbs/00_data.ipynb #fef16000
-FOOT_JOINTS = [7, 8, 10, 11]   # SMPL ankles and feet
-
 def _sliding(x, w:int, how) -> np.ndarray:
     "`how` (np.min, np.max, np.mean) of `x` (T,) over centred windows of odd width `w`, the ends padded with the edge values."
     return how(np.lib.stride_tricks.sliding_window_view(np.pad(x, w // 2, mode='edge'), w), axis=1)

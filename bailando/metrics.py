@@ -12,13 +12,13 @@ from scipy.ndimage import gaussian_filter
 from scipy.signal import argrelextrema
 from scipy.spatial.distance import pdist
 from tqdm.auto import tqdm
-from .data import BEAT_COLUMN, SMPL_JOINT_NAMES, atomic_write, beat_frames, read_split, load_joints
+from .data import BEAT_COLUMN, SMPL_JOINT_NAMES, FOOT_JOINTS, atomic_write, beat_frames, read_split, load_joints
 
 # %% auto #0
 __all__ = ['FRAME_TIME', 'MAX_FRAMES', 'NORM_EPS', 'PAPER_KEYS', 'HUMERUS', 'SHOULDER_W', 'HIP_W', 'MANUAL_TIME_PER_FRAME',
-           'MANUAL_RELATIONS', 'FOOT_JOINTS', 'DEFAULT_CACHE', 'check_joints', 'kinetic_features', 'manual_features',
-           'centred', 'dance_features', 'features', 'normalize', 'fid', 'diversity', 'frame_speed', 'motion_beats',
-           'music_beats', 'beat_align_score', 'beat_hit_rate', 'pfc', 'joint_speed', 'foot_skating', 'content_key',
+           'MANUAL_RELATIONS', 'DEFAULT_CACHE', 'check_joints', 'kinetic_features', 'manual_features', 'centred',
+           'dance_features', 'features', 'normalize', 'fid', 'diversity', 'frame_speed', 'motion_beats', 'music_beats',
+           'beat_align_score', 'beat_hit_rate', 'pfc', 'joint_speed', 'foot_skating', 'content_key',
            'reference_features', 'reference_from_root', 'evaluate', 'beat_align_scores', 'mismatched_pairs',
            'own_vs_mismatched', 'metrics_table', 'save_metrics']
 
@@ -276,8 +276,6 @@ def beat_hit_rate(joints, # (N, 24, 3)
     return float(np.mean(np.abs(kb[:, None] - mb[None]).min(1) <= tol))
 
 # %% ../nbs/04_metrics.ipynb #4ced0b98
-FOOT_JOINTS = [7, 10, 8, 11]   # left ankle, left toes, right ankle, right toes
-
 def pfc(joints, # (T, 24, 3), y up
         fps:float=60, up_axis:int=1) -> float:
     "EDGE's physical foot contact score of one clip (before the x10000 scaling)."
