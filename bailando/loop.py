@@ -119,7 +119,7 @@ def to_device(batch, device):
     return batch
 
 def _trim_log(path, epoch):
-    "Keep only the log lines of epochs before `epoch` (after a resume)."
+    "Keep only the log lines of epochs before `epoch`, the epoch training restarts from."
     rows = [r for r in read_log(path) if r.get('epoch', 0) < epoch]
     atomic_write(path, lambda tmp: Path(tmp).write_text(''.join(json.dumps(r) + '\n' for r in rows)))
 
@@ -228,9 +228,8 @@ def fit(model,                    # an nn.Module
     random.seed(s)
     np.random.seed(s)
     start = 0
-    if from_main(ckpt.exists()):
-        start = _resume(ckpt, model, opt, sched, config, seed)
-        if main: _trim_log(log, start)
+    if from_main(ckpt.exists()): start = _resume(ckpt, model, opt, sched, config, seed)
+    if main and log.exists(): _trim_log(log, start)   # also a run stopped before its first checkpoint: it restarts at 0
     if main: log.parent.mkdir(parents=True, exist_ok=True)
     net = data_parallel(model, device)
     step = start * len(_batches(dataset, batch_size, seed, 0))   # steps of the epochs already done

@@ -27,7 +27,7 @@ PRESETS = {
                   gamma=0.1, stride=40, root_epochs=500, root_batch_size=8, root_lr=5e-5, root_betas=(0.9, 0.999), root_stride=8,
                   root_milestones=(), root_gamma=0.1),
     'cpu': dict(width=64, depth=3, emb=64, n_codes=128, downs=3, growth=3, decay=0.99, commit=0.02, vel=1.0, acc=1.0,
-                root_acc=1.0, window=240, epochs=22, batch_size=16, lr=2e-3, betas=(0.9, 0.999), milestones=(15, 20),
+                root_acc=1.0, window=240, epochs=16, batch_size=16, lr=2e-3, betas=(0.9, 0.999), milestones=(11, 14),
                 gamma=0.3, stride=32, root_epochs=10, root_batch_size=32, root_lr=1e-3, root_betas=(0.9, 0.999), root_stride=32,
                 root_milestones=(6, 8), root_gamma=0.3),
     'tiny': dict(width=16, depth=2, emb=16, n_codes=16, downs=3, growth=3, decay=0.9, commit=0.02, vel=1.0, acc=1.0,
