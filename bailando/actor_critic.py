@@ -29,7 +29,7 @@ __all__ = ['BEAT_REWARD', 'AC_PRESETS', 'unit_flags', 'beat_reward', 'direction_
 import os
 import torch.distributed as dist
 from .loop import (in_group, world_size, this_rank, is_main, barrier, gather_objects, from_main, rank_device,
-                           data_parallel, rank_mean, preset_config)
+                           data_parallel, rank_mean, preset_config, trim_log)
 from .data import read_log
 
 # %% ../nbs/03_actor_critic.ipynb #1e9e3b63
@@ -458,9 +458,7 @@ def _check_stage(cfg:ACConfig, gpt:CrossCondGPT, pieces:list[dict], reference, n
 
 def _trim_log(log:Path, start:int) -> int:
     "Keep the log's records of the epochs before `start` (rank 0 rewrites it); returns how many batch records it keeps."
-    rows = [r for r in read_log(log) if r.get('epoch', 0) < start] if is_main() else []
-    if is_main(): bd.atomic_write(log, lambda tmp: Path(tmp).write_text(''.join(json.dumps(r) + '\n' for r in rows)))
-    return sum(1 for r in rows if 'kind' not in r)
+    return sum(1 for r in trim_log(log, start) if 'kind' not in r) if is_main() else 0
 
 # %% ../nbs/03_actor_critic.ipynb #36aa1c95
 def _updates(run:_AcRun, epoch:int, data:dict, step:int, f) -> tuple:

@@ -16,8 +16,8 @@ from .data import atomic_write, atomic_save, pick_device, read_checkpoint, read_
 
 # %% auto #0
 __all__ = ['in_group', 'world_size', 'this_rank', 'is_main', 'barrier', 'gather_objects', 'from_main', 'rank_device',
-           'data_parallel', 'unwrap', 'rng_state', 'set_rng_state', 'to_device', 'preset_config', 'adam', 'rank_mean',
-           'fit']
+           'data_parallel', 'unwrap', 'rng_state', 'set_rng_state', 'to_device', 'trim_log', 'preset_config', 'adam',
+           'rank_mean', 'fit']
 
 # %% ../nbs/00b_loop.ipynb #169893ff
 def in_group() -> bool:
@@ -118,10 +118,13 @@ def to_device(batch, device):
     if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
     return batch
 
-def _trim_log(path, epoch):
-    "Keep only the log lines of epochs before `epoch`, the epoch training restarts from."
+def trim_log(path, # a JSON-lines log
+             epoch:int, # the epoch training restarts from
+            ) -> list[dict]:
+    "Rewrite the log with only its records of epochs before `epoch`, and return those records."
     rows = [r for r in read_log(path) if r.get('epoch', 0) < epoch]
     atomic_write(path, lambda tmp: Path(tmp).write_text(''.join(json.dumps(r) + '\n' for r in rows)))
+    return rows
 
 # %% ../nbs/00b_loop.ipynb #229a88b1
 def _canon(cfg): return json.dumps(cfg, sort_keys=True, default=str)  # tuples and lists compare equal
@@ -229,7 +232,7 @@ def fit(model,                    # an nn.Module
     np.random.seed(s)
     start = 0
     if from_main(ckpt.exists()): start = _resume(ckpt, model, opt, sched, config, seed)
-    if main and log.exists(): _trim_log(log, start)   # also a run stopped before its first checkpoint: it restarts at 0
+    if main and log.exists(): trim_log(log, start)   # also a run stopped before its first checkpoint: it restarts at 0
     if main: log.parent.mkdir(parents=True, exist_ok=True)
     net = data_parallel(model, device)
     step = start * len(_batches(dataset, batch_size, seed, 0))   # steps of the epochs already done
