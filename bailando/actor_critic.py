@@ -30,7 +30,6 @@ import os
 import torch.distributed as dist
 from .loop import (in_group, world_size, this_rank, is_main, barrier, gather_objects, from_main, rank_device,
                            data_parallel, rank_mean, preset_config, trim_log)
-from .data import read_log
 
 # %% ../nbs/03_actor_critic.ipynb #1e9e3b63
 def unit_flags(frames, # frame indices of events (beats)
