@@ -23,7 +23,7 @@ import contextlib, subprocess
 import errno, logging, math, secrets, shutil, tempfile
 import imageio_ffmpeg
 import torch
-from .data import atomic_save, audio_duration, clean_stale_tmp
+from .data import MUSIC_KINDS, atomic_save, audio_duration, clean_stale_tmp
 
 # %% ../nbs/06_study.ipynb #0a97a4fb
 STAGES = ['00_data', '01_vqvae', '02_gpt', '03_actor_critic', '04_metrics', '05_render']
@@ -61,16 +61,19 @@ def data_size(preset:str) -> str:
     return STUDY_PRESETS[preset]['00_data']['size']
 
 # %% ../nbs/06_study.ipynb #0655d4f6
-def default_data_root(preset:str) -> Path:
-    "Where the embedded data set of `preset`'s size lives (made by 00_data when missing)."
-    return repo_root()/'data'/('embedded' if data_size(preset) == 'study' else f'embedded_{data_size(preset)}')
+def default_data_root(preset:str, music:str='real') -> Path:
+    "Where the embedded data set of `preset`'s size and `music` lives (made by 00_data when missing)."
+    name = 'embedded' if data_size(preset) == 'study' else f'embedded_{data_size(preset)}'
+    return repo_root()/'data'/(name if music == 'real' else f'{name}_{music}')
 
 # %% ../nbs/06_study.ipynb #7fc6bd2f
-def stage_params(stage:str, preset:str, data_root:str, seed:int, out_dir:Path, device:str='auto') -> dict:
+def stage_params(stage:str, preset:str, data_root:str, seed:int, out_dir:Path, device:str='auto',
+                 music:str='real', # the embedded data set's music (00_data makes it; the later stages read data.json)
+                ) -> dict:
     "The parameters papermill injects into `stage` for a study with `preset` (every stage gets the shared ones)."
     base = dict(preset=preset, data_root=str(data_root), data_size=data_size(preset), seed=seed,
                 out_dir=str(out_dir), device=device)
-    return {**base, **STUDY_PRESETS[preset][stage]}
+    return {**base, **(dict(music=music) if stage == '00_data' else {}), **STUDY_PRESETS[preset][stage]}
 
 # %% ../nbs/06_study.ipynb #5ca8d98c
 def read_stages(run_dir:Path) -> dict:
@@ -177,16 +180,20 @@ def study_summary(run_dir:Path) -> str:
 # %% ../nbs/06_study.ipynb #d2011135
 def run_study(name:str|None=None, preset:str='cpu', data:str='', seed:int=0, runs:str='runs', force:bool=False,
               device:str='auto', stages:list|None=None, quiet:bool=False, command:str='',
-              nproc:int=1) -> Path: # nproc: processes that train chapters 01-03 (torchrun)
+              nproc:int=1, # processes that train chapters 01-03 (torchrun)
+              music:str='real', # the embedded data set's music: 'real' (the shipped excerpts) or 'procedural'
+             ) -> Path:
     "Run the chapters 00 -> 05 through papermill into `runs/<name>/`; returns the run folder."
     if preset not in STUDY_PRESETS: raise ValueError(f'unknown preset {preset!r}; choose one of {list(STUDY_PRESETS)}')
     if data and not Path(data).is_dir(): raise FileNotFoundError(f'{data}: no such AIST++ root folder')
+    if music not in MUSIC_KINDS: raise ValueError(f'unknown music {music!r}; choose one of {list(MUSIC_KINDS)}')
+    if data and music != 'real': raise ValueError(f"{data}: --music chooses the embedded data set's music; an AIST++ root brings its own")
     if Path(runs).exists() and not Path(runs).is_dir(): raise ValueError(f'{runs}: is a file, not a folder (--runs holds the run folders)')
     check_device(device)
-    name = name or f"{preset}-{Path(data).name if data else 'embedded'}-seed{seed}"
+    name = name or f"{preset}-{Path(data).name if data else default_data_root(preset, music).name}-seed{seed}"
     run_dir = (Path(runs)/name).resolve(); run_dir.mkdir(parents=True, exist_ok=True)
-    data = str(Path(data).resolve()) if data else str(default_data_root(preset))
-    params = dict(name=name, preset=preset, data=data, seed=seed, device=device, command=command or ' '.join(sys.argv))
+    data = str(Path(data).resolve()) if data else str(default_data_root(preset, music))
+    params = dict(name=name, preset=preset, data=data, music=music, seed=seed, device=device, command=command or ' '.join(sys.argv))
     if nproc > 1: params['nproc'] = nproc
     for d in [run_dir, *[p for p in run_dir.iterdir() if p.is_dir() and not p.name.startswith('.')]]: clean_stale_tmp(d)
     atomic_write(run_dir/'params.json', lambda tmp: Path(tmp).write_text(json.dumps(params, indent=1)))
@@ -194,7 +201,7 @@ def run_study(name:str|None=None, preset:str='cpu', data:str='', seed:int=0, run
     for i, stage in enumerate(todo, 1):
         if stage in done and not force:
             print(f'[{i}/{len(todo)}] {stage}: finished earlier, skipped (--force re-runs it)', flush=True); continue
-        sp, secs = stage_params(stage, preset, data, seed, run_dir, device), 0.0
+        sp, secs = stage_params(stage, preset, data, seed, run_dir, device, music), 0.0
         if nproc > 1 and stage in ('01_vqvae', '02_gpt', '03_actor_critic'):
             print(f'[{i}/{len(todo)}] {stage}: training on {nproc} processes (torchrun)', flush=True)
             secs = train_parallel(stage, sp, run_dir, nproc, quiet)
@@ -216,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser('study', help='run the notebooks 00 -> 05 through papermill into runs/<name>/')
     s.add_argument('--preset', default='cpu', choices=list(STUDY_PRESETS), help='model and training sizes')
     s.add_argument('--data', default='', help='an AIST++ root folder (default: the embedded data set)')
+    s.add_argument('--music', default='real', choices=list(MUSIC_KINDS), help="the embedded data set's music: real (the shipped excerpts) or procedural (generated, beats known exactly)")
     s.add_argument('--seed', type=int, default=0)
     s.add_argument('--name', default=None, help='run name (default: <preset>-<data>-seed<seed>)')
     s.add_argument('--runs', default='runs', help='folder holding the runs')
@@ -452,7 +460,8 @@ def main(argv:list[str]|None=None) -> int:
     try:
         if args.command == 'study':
             run_study(args.name, args.preset, args.data, args.seed, args.runs, args.force, args.device, args.stages,
-                      args.quiet, command='bailando ' + ' '.join(argv if argv is not None else sys.argv[1:]), nproc=args.nproc)
+                      args.quiet, command='bailando ' + ' '.join(argv if argv is not None else sys.argv[1:]), nproc=args.nproc,
+                      music=args.music)
         elif args.command == 'dance': dance_command(args)
         elif args.command in ('import-weights', 'export-weights'):
             from bailando.weights import weights_command   # lazy: the model code loads only for the job that needs it
