@@ -23,7 +23,7 @@ import contextlib, subprocess
 import errno, logging, math, secrets, shutil, tempfile
 import imageio_ffmpeg
 import torch
-from .data import MUSIC_KINDS, atomic_save, audio_duration, clean_stale_tmp
+from .data import MUSIC_KINDS, atomic_save, embedded_root, audio_duration, clean_stale_tmp
 
 # %% ../nbs/06_study.ipynb #0a97a4fb
 STAGES = ['00_data', '01_vqvae', '02_gpt', '03_actor_critic', '04_metrics', '05_render']
@@ -63,12 +63,11 @@ def data_size(preset:str) -> str:
 # %% ../nbs/06_study.ipynb #0655d4f6
 def default_data_root(preset:str, music:str='real') -> Path:
     "Where the embedded data set of `preset`'s size and `music` lives (made by 00_data when missing)."
-    name = 'embedded' if data_size(preset) == 'study' else f'embedded_{data_size(preset)}'
-    return repo_root()/'data'/(name if music == 'real' else f'{name}_{music}')
+    return embedded_root(data_size(preset), music)
 
 # %% ../nbs/06_study.ipynb #7fc6bd2f
 def stage_params(stage:str, preset:str, data_root:str, seed:int, out_dir:Path, device:str='auto',
-                 music:str='real', # the embedded data set's music (00_data makes it; the later stages read data.json)
+                 music:str='real', # the embedded data set's music (only 00_data takes it: it makes the data set)
                 ) -> dict:
     "The parameters papermill injects into `stage` for a study with `preset` (every stage gets the shared ones)."
     base = dict(preset=preset, data_root=str(data_root), data_size=data_size(preset), seed=seed,

@@ -25,7 +25,7 @@ __all__ = ['SMPL_JOINT_NAMES', 'SMPL_PARENTS', 'SMPL_OFFSETS', 'SMPL_J0', 'UPPER
            'load_motion', 'load_joints', 'cache_dir', 'load_audio', 'audio_duration', 'music_features', 'beat_frames',
            'beat_phase', 'genre_of', 'music_id_of', 'read_split', 'music_path', 'music_source', 'warm_up_librosa',
            'load_sequences', 'real_music', 'danced_beats', 'beat_grid', 'key_times', 'grounded', 'make_dataset',
-           'prepare_data']
+           'prepare_data', 'embedded_root']
 
 # %% ../nbs/00_data.ipynb #23623919
 def _umask() -> int:
@@ -1014,3 +1014,11 @@ def prepare_data(root, # data root (AIST++ layout); the embedded set is made her
     info['splits']['all'] = len(read_split(root, 'all'))
     atomic_write(Path(out_dir)/'data.json', lambda tmp: Path(tmp).write_text(json.dumps(info, indent=1)))
     return info
+
+# %% ../nbs/00_data.ipynb #e3b1d0a8
+def embedded_root(size:str='study', # 'tiny' or 'study'
+                  music:str='real', # 'real' or 'procedural'
+                 ) -> Path:
+    "The repository's folder for the embedded data set of `size` and `music`: data/embedded, data/embedded_tiny, ..._procedural."
+    name = 'embedded' if size == 'study' else f'embedded_{size}'
+    return MUSIC_DIR.parent/(name if music == 'real' else f'{name}_{music}')
